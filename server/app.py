@@ -1,0 +1,182 @@
+"""Assembly of the service: database, event broker, carrier and gRPC server.
+
+`Parley.start()` opens the database, applies the config file, starts the
+carrier and the cleanup loop and then serves; `Parley.stop()` reverses it,
+letting running calls finish within the grace period and ending event
+streams cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from parley.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    carrier_pb2,
+    carrier_pb2_grpc,
+    conversation_pb2,
+    conversation_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
+)
+
+from server.auth import Authenticator
+from server.carrier import Carrier, build_carrier
+from server.clock import Clock, SystemClock
+from server.config_file import ConfigDocument, apply_config, load_config
+from server.db import Database
+from server.delivery import Delivery
+from server.events import EventBroker, EventRecorder
+from server.maintenance import run_cleanup_loop
+from server.settings import ServerSettings
+
+log = structlog.get_logger("parley.server")
+
+SERVICE_NAMES = (
+    conversation_pb2.DESCRIPTOR.services_by_name["ConversationService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    carrier_pb2.DESCRIPTOR.services_by_name["CarrierService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+@dataclass
+class Components:
+    """Shared state that the servicers use."""
+
+    settings: ServerSettings
+    clock: Clock
+    database: Database
+    broker: EventBroker
+    events: EventRecorder
+    authenticator: Authenticator
+    carrier: Carrier
+    delivery: Delivery
+
+
+class Parley:
+    """One server instance bound to one database file and listen address."""
+
+    def __init__(
+        self,
+        database_path: str | Path,
+        listen: str = "127.0.0.1:50051",
+        config_path: str | Path | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._database_path = Path(database_path)
+        self._listen = listen
+        self._config_path = Path(config_path) if config_path else None
+        self._clock = clock or SystemClock()
+        self._server: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.components: Components | None = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        host = self._listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        document = (
+            load_config(self._config_path) if self._config_path else ConfigDocument()
+        )
+        database = await Database.open(self._database_path)
+        await apply_config(database, document, self._clock.now_ms())
+        components = self._assemble(database, document)
+        self.components = components
+        await components.carrier.start(components.delivery)
+        await components.delivery.resubmit_pending()
+        self._tasks.append(asyncio.create_task(run_cleanup_loop(components)))
+        self._server = self._build_server(components)
+        self.port = self._server.add_insecure_port(self._listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self._listen}")
+        await self._server.start()
+        log.info(
+            "server_started", address=self.address, database=str(self._database_path)
+        )
+
+    def _assemble(self, database: Database, document: ConfigDocument) -> Components:
+        broker = EventBroker()
+        events = EventRecorder(broker)
+        carrier = build_carrier(document.carrier)
+        delivery = Delivery(database, events, carrier, self._clock, document.server)
+        return Components(
+            settings=document.server,
+            clock=self._clock,
+            database=database,
+            broker=broker,
+            events=events,
+            authenticator=Authenticator(database),
+            carrier=carrier,
+            delivery=delivery,
+        )
+
+    def _build_server(self, components: Components) -> grpc.aio.Server:
+        # Imported here: the service modules import Components for typing.
+        from server.services.admin import AdminServicer
+        from server.services.carrier import CarrierServicer
+        from server.services.conversations import ConversationServicer
+        from server.services.events import EventServicer
+
+        server = grpc.aio.server()
+        conversation_pb2_grpc.add_ConversationServiceServicer_to_server(
+            ConversationServicer(components), server
+        )
+        events_pb2_grpc.add_EventServiceServicer_to_server(
+            EventServicer(components), server
+        )
+        carrier_pb2_grpc.add_CarrierServiceServicer_to_server(
+            CarrierServicer(components), server
+        )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(components), server
+        )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        for name in (*SERVICE_NAMES, ""):
+            self._tasks.append(
+                asyncio.create_task(
+                    health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+                )
+            )
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server
+        )
+        return server
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop serving: end streams, let unary calls finish, close the database."""
+        components = self.components
+        if components is not None:
+            components.broker.close()
+        if self._server is not None:
+            if grace is None:
+                grace = (
+                    components.settings.shutdown_grace_seconds if components else 5.0
+                )
+            await self._server.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if components is not None:
+            await components.delivery.stop()
+            await components.carrier.stop()
+            await components.database.close()
+        log.info("server_stopped")
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()

@@ -1,0 +1,154 @@
+"""SQLite access through aiosqlite: one writer, one reader, WAL mode.
+
+All writes go through `Database.transaction()`, which serialises writers with
+an asyncio lock and runs `BEGIN IMMEDIATE`, so a read-check-write sequence
+inside one transaction is atomic for this process. Callbacks registered with
+`Transaction.after_commit` run once the commit succeeded, in commit order,
+while the lock is still held; the event broker relies on that ordering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from server.migrations import MIGRATIONS
+
+log = structlog.get_logger(__name__)
+
+Row = aiosqlite.Row
+Params = Iterable[Any] | dict[str, Any]
+
+
+class Transaction:
+    """An open write transaction on the writer connection."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+        self._after_commit: list[Callable[[], None]] = []
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement and return the last inserted rowid."""
+        cursor = await self._connection.execute(sql, params)
+        rowid = cursor.lastrowid
+        await cursor.close()
+        return rowid or 0
+
+    async def execute_rowcount(self, sql: str, params: Params = ()) -> int:
+        """Run one statement and return the number of rows it changed."""
+        cursor = await self._connection.execute(sql, params)
+        count = cursor.rowcount
+        await cursor.close()
+        return count
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        async with self._connection.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._connection.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` after a successful commit, before the lock is released."""
+        self._after_commit.append(callback)
+
+
+class Database:
+    """The SQLite file: a writer connection behind a lock and a reader connection."""
+
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> Database:
+        """Open (creating if needed) the database file and apply migrations."""
+        writer = await _connect(path)
+        await writer.execute("PRAGMA journal_mode=WAL")
+        await _migrate(writer)
+        reader = await _connect(path)
+        return cls(Path(path), writer, reader)
+
+    async def close(self) -> None:
+        async with self._write_lock:
+            await self._reader.close()
+            await self._writer.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """Open a write transaction; commit on success, roll back on error."""
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            transaction = Transaction(self._writer)
+            try:
+                yield transaction
+            except BaseException:
+                await self._writer.rollback()
+                raise
+            await self._writer.commit()
+            for callback in transaction._after_commit:
+                callback()
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        """Read one row on the reader connection (sees committed data only)."""
+        async with self._reader.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+
+async def _connect(path: str | Path) -> aiosqlite.Connection:
+    # isolation_level=None: transactions are opened explicitly with BEGIN.
+    connection = await aiosqlite.connect(str(path), isolation_level=None)
+    connection.row_factory = aiosqlite.Row
+    await connection.execute("PRAGMA foreign_keys=ON")
+    await connection.execute("PRAGMA busy_timeout=5000")
+    await connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+async def _migrate(connection: aiosqlite.Connection) -> None:
+    await connection.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+    )
+    async with connection.execute(
+        "SELECT MAX(version) FROM schema_migrations"
+    ) as cursor:
+        row = await cursor.fetchone()
+    current = row[0] if row and row[0] is not None else 0
+    for version, script in enumerate(MIGRATIONS, start=1):
+        if version <= current:
+            continue
+        await connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_statements(script):
+                await connection.execute(statement)
+            await connection.execute(
+                "INSERT INTO schema_migrations (version, applied_at)"
+                " VALUES (?, CAST(strftime('%s','now') AS INTEGER) * 1000)",
+                (version,),
+            )
+        except BaseException:
+            await connection.rollback()
+            raise
+        await connection.commit()
+        log.info("migration_applied", version=version)
+
+
+def _split_statements(script: str) -> list[str]:
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]

@@ -1,0 +1,59 @@
+"""structlog set-up: JSON lines on stderr with masked phone numbers.
+
+Any event-dict key ending in `number` (such as `agent_number`) is masked,
+and keys that could carry a credential are removed, so a careless log call
+cannot leak an API key or a full phone number.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = frozenset({"api_key", "authorization", "key", "token", "password"})
+
+
+def mask_number(number: str) -> str:
+    """Keep the first four and last two characters: `+1415*****00`."""
+    if len(number) <= 6:
+        return "*" * len(number)
+    return number[:4] + "*" * (len(number) - 6) + number[-2:]
+
+
+def _scrub(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if key in _SECRET_KEYS:
+            del event_dict[key]
+        elif key.endswith("number") and isinstance(event_dict[key], str):
+            event_dict[key] = mask_number(event_dict[key])
+    return event_dict
+
+
+def configure_logging(level: str = "info", fmt: str = "json") -> None:
+    """Configure structlog; `fmt` is "json" (production) or "console"."""
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _scrub,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
