@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from server.db import Database
 from server.errors import permission_denied, unauthenticated
+from server.validation import quote_value
 
 KEY_PREFIX_LENGTH = 8
 
@@ -61,7 +62,7 @@ class Principal:
         if requested and requested != self.account_id:
             raise permission_denied(
                 "OTHER_ACCOUNT",
-                f"account_id {requested!r} is not the caller's account; an account"
+                f"account_id {quote_value(requested)} is not the caller's account; an account"
                 " key manages only its own account.",
             )
         return self.account_id

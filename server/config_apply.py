@@ -57,8 +57,8 @@ def serialize_config(config: ChannelConfig | None) -> bytes | None:
 def key_prefix(api_key: str) -> str:
     """Return the first characters of a key that `ListApiKeys` shows.
 
-    At most a third of the key is shown, so a short hand-written key keeps most
-    of its characters secret; generated keys show the first 8.
+    The prefix is at most a third of the key, so a short hand-written key keeps
+    most of its characters secret. Generated keys show their first 8.
     """
     return api_key[: min(KEY_PREFIX_LENGTH, len(api_key) // 3)]
 
@@ -272,11 +272,11 @@ async def _apply_persona(
 
     # Without default_version, a persona that has none takes its first version.
     first_version = persona.versions[0].version if persona.versions else ""
-    wanted_default = persona.default_version or current_default or first_version
-    if wanted_default != current_default:
+    new_default = persona.default_version or current_default or first_version
+    if new_default != current_default:
         await tx.execute(
             "UPDATE personas SET default_version = ? WHERE id = ?",
-            (wanted_default, persona.id),
+            (new_default, persona.id),
         )
         if not created:
             summary.personas += 1

@@ -1,11 +1,11 @@
 """The declarative YAML config: loading, parsing and applying it.
 
 The server's `--config` file and `AdminService.ApplyConfig` take the same
-document. Parsing is strict: a YAML syntax error, an unknown or duplicate
+document. Parsing is strict. A YAML syntax error, an unknown or duplicate
 key, a wrong type or an invalid value raises INVALID_ARGUMENT with reason
-INVALID_CONFIG (INVALID_TIMEOUT_CONFIG for a warning not before its
-timeout) and a message that starts with the source and names the path,
-such as `parley.yaml: accounts[0].numbers[1].sms_config.timout_seconds is
+INVALID_CONFIG, or INVALID_TIMEOUT_CONFIG for a warning that does not come
+before its timeout. The message starts with the source and names the path,
+as in `parley.yaml: accounts[0].numbers[1].sms_config.timout_seconds is
 not a known key`. The entry types live in `server.config_model`, the
 schema walk in `server.config_parser` and the database writes in
 `server.config_apply`; this module re-exports what callers need.
@@ -34,7 +34,8 @@ from server.config_parser import parse_document
 from server.errors import ParleyError, failed_precondition, invalid_argument
 
 try:
-    # libyaml parses about four times faster and limits nesting to 1,000 levels.
+    # The libyaml loader is several times faster, and libyaml 0.2.6 rejects
+    # nesting deeper than about 1,000 levels.
     from yaml import CSafeLoader as _SafeLoader
 except ImportError:  # PyYAML built without libyaml
     from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
@@ -114,7 +115,7 @@ class _StrictLoader(_SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping",
                     node.start_mark,
-                    f"found the key {key!r} twice",
+                    f"found the key {_clip(repr(key))} twice",
                     key_node.start_mark,
                 )
             seen.add(key)
@@ -127,13 +128,14 @@ def _load_yaml(text: str) -> object:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = error.problem or error.context or "invalid syntax"
+        problem = _clip(error.problem or error.context or "invalid syntax")
         raise invalid_argument(
             "yaml", f"the YAML is invalid{where}: {problem}"
         ) from None
     except (yaml.YAMLError, ValueError, TypeError) as error:
         # ValueError: a tagged or date-like scalar that cannot be converted.
-        raise invalid_argument("yaml", f"the YAML is invalid: {error}") from None
+        message = f"the YAML is invalid: {_clip(str(error))}"
+        raise invalid_argument("yaml", message) from None
     except RecursionError:
         # Only the pure-Python loader recurses once per nesting level.
         raise invalid_argument(
@@ -141,3 +143,8 @@ def _load_yaml(text: str) -> object:
             "the YAML is nested too deeply;"
             " a config document needs fewer than ten levels",
         ) from None
+
+
+def _clip(text: str) -> str:
+    """Cut `text` to 200 characters, because YAML errors may quote huge tokens."""
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -137,7 +137,7 @@ def validate_channel_config(config: ChannelConfig, field_name: str) -> None:
     """Raise INVALID_ARGUMENT unless every set field of `config` is within its limits.
 
     Ids are at most 256 characters and messages at most 1,600. Each id list
-    holds at most 100 non-empty ids. `warning_seconds` must be below a
+    contains at most 100 non-empty ids. `warning_seconds` must be below a
     positive `timeout_seconds` (reason INVALID_TIMEOUT_CONFIG).
     """
     for id_field in _ID_FIELDS:

@@ -43,6 +43,7 @@ CARRIER_ERROR_CODE_MAX_CHARS = 32
 
 _KEY_CHARS = re.compile(r"[!-~]+")
 _NUMBER_PREFIX = re.compile(r"\+[0-9]{1,15}")
+_IDENTIFIER_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _POSITIVE_SETTINGS = frozenset(
     {
         "heartbeat_seconds",
@@ -282,7 +283,7 @@ class _DocumentParser:
         if keys is not None:
             for key in data:
                 if key not in keys:
-                    key_path = _join(path, str(key))
+                    key_path = _join(path, _key_text(key))
                     raise invalid_argument(
                         key_path,
                         f"{key_path} is not a known key; accepted keys in {where}: "
@@ -331,7 +332,7 @@ class _DocumentParser:
                 path, f"{path} must be an integer, not {_describe(data)}"
             )
         if not minimum <= data <= maximum:
-            message = f"{path} is {data}; accepted values are {minimum} to {maximum:,}"
+            message = f"{path} is {_shorten(data)}; accepted values are {minimum} to {maximum:,}"
             raise invalid_argument(path, message)
         return data
 
@@ -345,7 +346,9 @@ class _DocumentParser:
         if not math.isfinite(number) or too_small or number > MAX_SETTING_VALUE:
             lower = "greater than 0" if positive else "at least 0"
             limit = f"{MAX_SETTING_VALUE:,}"
-            message = f"{path} is {data}; it must be {lower} and at most {limit}"
+            message = (
+                f"{path} is {_shorten(data)}; it must be {lower} and at most {limit}"
+            )
             raise invalid_argument(path, message)
         return number
 
@@ -374,18 +377,31 @@ def _describe(data: object) -> str:
     name = _TYPE_NAMES.get(type(data), type(data).__name__)
     if isinstance(data, list | dict):
         return f"a {name}"
-    shown = quote_value(data) if isinstance(data, str) else str(data)[:40]
-    return f"the {name} {shown}"
+    value_text = quote_value(data) if isinstance(data, str) else _shorten(data)
+    return f"the {name} {value_text}"
+
+
+def _shorten(value: object) -> str:
+    """Return `str(value)` cut to 40 characters, so a huge value cannot flood a message."""
+    text = str(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _key_text(key: object) -> str:
+    """Write a mapping key for a path: plain if it is a short identifier, else quoted."""
+    if isinstance(key, str) and _IDENTIFIER_KEY.fullmatch(key):
+        return key
+    return _shorten(repr(key))
 
 
 def _check_unique_ids(document: ConfigDocument) -> None:
     """Reject an account, key, number, persona or persona version listed twice."""
     seen: dict[str, str] = {}
 
-    def claim(identity: str, path: str, what: str) -> None:
+    def claim(identity: str, path: str, description: str) -> None:
         if identity in seen:
             raise invalid_argument(
-                path, f"{path}: {what} is already listed at {seen[identity]}"
+                path, f"{path}: {description} is already listed at {seen[identity]}"
             )
         seen[identity] = path
 

@@ -33,27 +33,24 @@ class Transaction:
         self._connection = connection
         self._after_commit: list[Callable[[], None]] = []
 
+    # Each method below costs one hop to the connection's thread: cursors are
+    # left to the garbage collector instead of being closed with another hop.
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement and return the last inserted rowid."""
         cursor = await self._connection.execute(sql, params)
-        rowid = cursor.lastrowid
-        await cursor.close()
-        return rowid or 0
+        return cursor.lastrowid or 0
 
     async def execute_rowcount(self, sql: str, params: Params = ()) -> int:
         """Run one statement and return the number of rows it changed."""
         cursor = await self._connection.execute(sql, params)
-        count = cursor.rowcount
-        await cursor.close()
-        return count
+        return cursor.rowcount
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        async with self._connection.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        rows = await self._connection.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        async with self._connection.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._connection.execute_fetchall(sql, params))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` after a successful commit, before the lock is released."""
@@ -102,12 +99,11 @@ class Database:
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         """Read one row on the reader connection (sees committed data only)."""
-        async with self._reader.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        rows = await self._reader.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._reader.execute_fetchall(sql, params))
 
 
 async def _connect(path: str | Path) -> aiosqlite.Connection:

@@ -21,6 +21,7 @@ from conftest import (
     PERSONA_ID,
     Stubs,
     auth,
+    base_config,
 )
 from helpers import error_reason, violation_fields
 from parley.v1 import admin_pb2, types_pb2
@@ -608,6 +609,8 @@ class TestUsage:
             "garbage!",
             base64.urlsafe_b64encode(b'["x"]').decode(),
             base64.urlsafe_b64encode(b"[-1]").decode(),
+            base64.urlsafe_b64encode(b"[true]").decode(),
+            base64.urlsafe_b64encode(str([2**64]).encode()).decode(),
             base64.urlsafe_b64encode(b"[1, 2]").decode(),
         ],
     )
@@ -701,8 +704,6 @@ class TestApplyConfig:
         self, server: Parley, stubs: Stubs
     ) -> None:
         """Applying the config the server started with changes nothing."""
-        from conftest import base_config
-
         before = admin_counts(server)
         response = await stubs.admin.ApplyConfig(
             apply_request(base_config()), metadata=OPERATOR

@@ -39,7 +39,7 @@ def test_empty_document_is_default() -> None:
     assert ConfigDocument().carrier == CarrierSettings()
 
 
-def test_test_config_parses() -> None:
+def test_fixture_config_parses() -> None:
     document = parse_config(yaml.safe_dump(base_config()))
 
     assert document.server.heartbeat_seconds == 1.0
@@ -61,7 +61,7 @@ def test_test_config_parses() -> None:
     assert [version.version for version in persona.versions] == ["1", "2"]
 
 
-def test_unknown_key_names_path_and_accepted_keys() -> None:
+def test_unknown_key_names_path() -> None:
     text = yaml.safe_dump(
         {
             "accounts": [
@@ -165,7 +165,7 @@ def test_phone_number_normalized() -> None:
     assert parse_config(text).accounts[0].numbers[0].number == NUMBER
 
 
-def test_unquoted_phone_number_rejected_with_hint() -> None:
+def test_unquoted_phone_number_hint() -> None:
     error = rejected("accounts: [{id: acme, numbers: [{number: +14155550100}]}]")
     assert "must be a string" in error.message
     assert "quotes" in error.message

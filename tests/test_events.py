@@ -21,14 +21,13 @@ from grpc_status import rpc_status
 from parley.v1 import conversation_pb2, events_pb2, types_pb2
 from prometheus_client import REGISTRY
 
-import server.events
-import server.services.events
 from server.app import Parley
 from server.db import Database
 from server.errors import ParleyError
 from server.event_log import (
     PRUNED_THROUGH_KEY,
     EventFilter,
+    LogPage,
     check_cursor,
     prune_events,
     read_after,
@@ -107,7 +106,7 @@ async def expect_out_of_range(call: Any, reason: str) -> ParleyError:
     return caught.value
 
 
-async def test_read_after_pages_in_sequence_order(database: Database) -> None:
+async def test_read_after_pages_in_order(database: Database) -> None:
     conversation = make_conversation()
     written = [await append(database, conversation) for _ in range(7)]
     sequences = [event.sequence for event in written]
@@ -201,7 +200,7 @@ async def test_read_after_metadata_filter(database: Database) -> None:
     assert by_tier.events == [numbered]
 
 
-async def test_read_after_metadata_filter_keeps_position(database: Database) -> None:
+async def test_metadata_filter_advances_position(database: Database) -> None:
     conversation = make_conversation(metadata={"crm_id": "B-2"})
     written = [await append(database, conversation) for _ in range(5)]
     filters = EventFilter(metadata={"crm_id": "A-17"})
@@ -214,44 +213,44 @@ async def test_read_after_metadata_filter_keeps_position(database: Database) -> 
     assert page.last_scanned_sequence == written[1].sequence
 
 
-async def test_prune_deletes_prefix_and_records_cut(database: Database) -> None:
+async def pruned_through(database: Database) -> int | None:
+    row = await database.fetchone(
+        "SELECT value FROM meta WHERE key = ?", (PRUNED_THROUGH_KEY,)
+    )
+    return None if row is None else int(row["value"])
+
+
+async def test_prune_deletes_old_prefix(database: Database) -> None:
     conversation = make_conversation()
     old = [await append(database, conversation, now_ms=ms) for ms in (1_000, 2_000)]
     recent = await append(database, conversation, now_ms=9_000)
 
     deleted = await prune_events(database, older_than_ms=5_000)
     page = await read_after(database, "acme", old[1].sequence, 10)
-    row = await database.fetchone(
-        "SELECT value FROM meta WHERE key = ?", (PRUNED_THROUGH_KEY,)
-    )
 
     assert deleted == 2
     assert page.events == [recent]
-    assert row is not None
-    assert row["value"] == old[1].sequence
+    assert await pruned_through(database) == old[1].sequence
 
 
-async def test_prune_never_lowers_recorded_cut(database: Database) -> None:
+async def test_prune_moves_recorded_cut(database: Database) -> None:
     conversation = make_conversation()
     await append(database, conversation, now_ms=1_000)
     second = await append(database, conversation, now_ms=2_000)
     await prune_events(database, older_than_ms=3_000)
-    await database.fetchall("SELECT 1")  # the reader sees the commit
 
     nothing = await prune_events(database, older_than_ms=500)
-    await append(database, conversation, now_ms=100)
+    cut_after_nothing = await pruned_through(database)
+    third = await append(database, conversation, now_ms=100)
     deleted = await prune_events(database, older_than_ms=500)
-    row = await database.fetchone(
-        "SELECT value FROM meta WHERE key = ?", (PRUNED_THROUGH_KEY,)
-    )
 
     assert nothing == 0
+    assert cut_after_nothing == second.sequence
     assert deleted == 1
-    assert row is not None
-    assert row["value"] > second.sequence
+    assert await pruned_through(database) == third.sequence
 
 
-async def test_prune_cuts_by_sequence_when_clock_moved_back(database: Database) -> None:
+async def test_prune_after_clock_moved_back(database: Database) -> None:
     conversation = make_conversation()
     await append(database, conversation, now_ms=1_000)
     await append(database, conversation, now_ms=8_000)
@@ -496,11 +495,11 @@ async def test_events_carry_conversation_metadata(stubs: Stubs) -> None:
     assert replayed == events
 
 
-async def test_resume_delivers_missed_events_in_order(
+async def test_resume_after_disconnect(
     stubs: Stubs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small pages make the replay span several queries.
-    monkeypatch.setattr(server.services.events, "REPLAY_PAGE_SIZE", 7)
+    monkeypatch.setattr("server.services.events.REPLAY_PAGE_SIZE", 7)
     witness = await live_stream(stubs)
     first = await send(stubs)
     before = await witness.events_until(delivered({first.message_id}))
@@ -767,7 +766,7 @@ def small_buffer(monkeypatch: pytest.MonkeyPatch) -> list[Subscription]:
     buffer of 2. Request this fixture before `server` so the broker is
     built with the small buffer.
     """
-    monkeypatch.setattr(server.events, "DEFAULT_SUBSCRIPTION_BUFFER", 2)
+    monkeypatch.setattr("server.events.DEFAULT_SUBSCRIPTION_BUFFER", 2)
     resets: list[Subscription] = []
     original_reset = Subscription.reset
 
@@ -803,6 +802,33 @@ async def test_slow_subscriber_loses_nothing(
     assert seen_by_witness == from_log
 
 
+async def test_replay_overlap_sent_once(
+    server: Parley, stubs: Stubs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    components = server.components
+    assert components is not None
+    written: list[events_pb2.Event] = []
+
+    async def write_then_read(*args: Any, **kwargs: Any) -> LogPage:
+        # The event is committed after the stream cleared its buffer and
+        # before it reads the log, so it arrives both ways.
+        if not written:
+            async with components.database.transaction() as transaction:
+                event = await components.events.append(
+                    transaction, CREATED, conversation=make_conversation(), now_ms=1_000
+                )
+            written.append(event)
+        return await read_after(*args, **kwargs)
+
+    monkeypatch.setattr("server.services.events.read_after", write_then_read)
+    stream = EventStream(stubs, after_sequence=0, heartbeat_seconds=1)
+    first = await stream.read()
+    received = await stream.events_through(written[0].sequence)
+
+    assert first.event == written[0]
+    assert received == []
+
+
 async def test_cursor_expired_after_prune(server: Parley, stubs: Stubs) -> None:
     witness = EventStream(stubs, after_sequence=0)
     responses = [await send(stubs), await send(stubs, user_number=OTHER_USER_NUMBER)]
@@ -832,11 +858,15 @@ async def test_cursor_expired_after_prune(server: Parley, stubs: Stubs) -> None:
 
 
 async def test_cursor_ahead_rejected(stubs: Stubs) -> None:
-    error = await expect_stream_error(EventStream(stubs, after_sequence=1_000_000))
-    info, _ = rpc_error_details(error)
+    # 2**64 - 1 is beyond SQLite's signed 64-bit integers and must still be
+    # answered with CURSOR_AHEAD rather than an internal error.
+    for cursor in (1_000_000, 2**64 - 1):
+        error = await expect_stream_error(EventStream(stubs, after_sequence=cursor))
+        info, _ = rpc_error_details(error)
 
-    assert error.code() == grpc.StatusCode.OUT_OF_RANGE
-    assert info.reason == "CURSOR_AHEAD"
+        assert error.code() == grpc.StatusCode.OUT_OF_RANGE, cursor
+        assert info.reason == "CURSOR_AHEAD", cursor
+        assert str(cursor) in (error.details() or ""), cursor
 
 
 async def wait_until(check: Callable[[], bool]) -> None:

@@ -42,7 +42,7 @@ from server.paging import encode_token, page_size
 from server.rpc import Context, unary
 from server.services import admin_records as records
 from server.timeutil import timestamp_from_ms
-from server.validation import normalize_e164, validate_uuid
+from server.validation import normalize_e164, quote_value, validate_uuid
 
 if TYPE_CHECKING:
     from server.app import Components
@@ -67,14 +67,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return self.components.clock.now_ms()
 
     async def _account_id(self, principal: Principal, requested: str) -> str:
-        """Return the account the call acts on; NOT_FOUND if an operator names none."""
+        """Return the account the call acts on; NOT_FOUND for an unknown account."""
         account_id = principal.resolve_account(requested)
         if principal.is_operator and not await records.account_exists(
             self._database, account_id
         ):
             raise not_found(
                 "ACCOUNT_NOT_FOUND",
-                f"Account {account_id!r} does not exist;"
+                f"Account {quote_value(account_id)} does not exist;"
                 " ListAccounts shows the accounts.",
             )
         return account_id
@@ -173,7 +173,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             if key is None:
                 raise not_found(
                     "API_KEY_NOT_FOUND",
-                    f"API key {request.key_id!r} is not a key of account"
+                    f"API key {quote_value(request.key_id)} is not a key of account"
                     f" {account_id!r}; ListApiKeys shows the account's keys.",
                 )
             if not key.HasField("revoked_at"):
@@ -390,7 +390,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 " so split the document and apply the parts one after another.",
                 "CONFIG_TOO_LARGE",
             )
-        # Parsing a large document takes up to a few seconds of CPU.
+        # A worker thread parses, because a 1 MiB document can take a second of CPU.
         document = await asyncio.to_thread(parse_config, request.yaml, "yaml")
         _check_config_scope(principal, document)
 

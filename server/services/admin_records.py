@@ -222,14 +222,15 @@ def usage_position(token: str) -> int | None:
     if position is None:
         return None
     last_id = position[0]
-    if isinstance(last_id, bool) or not isinstance(last_id, int) or last_id <= 0:
-        raise invalid_argument(
-            "page_token",
-            "page_token is not a token returned by GetUsage; pass next_page_token"
-            " unchanged or leave it empty for the first page.",
-            "INVALID_PAGE_TOKEN",
-        )
-    return last_id
+    # SQLite rowids are positive 64-bit integers, and a larger value cannot be bound.
+    if type(last_id) is int and 0 < last_id < 2**63:
+        return last_id
+    raise invalid_argument(
+        "page_token",
+        "page_token is not a token returned by GetUsage; pass next_page_token"
+        " unchanged or leave it empty for the first page.",
+        "INVALID_PAGE_TOKEN",
+    )
 
 
 async def ledger_page(

@@ -1,4 +1,4 @@
-"""Handlers of the `parley` commands: one RPC conversation each, then output."""
+"""Handlers of the `parley` commands: each calls the API and prints the result."""
 
 from __future__ import annotations
 
@@ -110,10 +110,7 @@ async def _list(
 
     def fetch(token: str) -> Awaitable[conversation_pb2.ListConversationsResponse]:
         request.page_token = token
-        call: Awaitable[conversation_pb2.ListConversationsResponse] = (
-            client.conversations.ListConversations(request)
-        )
-        return call
+        return client.conversations.ListConversations(request)
 
     def add(page: conversation_pb2.ListConversationsResponse) -> None:
         combined.conversations.extend(page.conversations)
@@ -138,10 +135,7 @@ async def _messages(
 
     def fetch(token: str) -> Awaitable[conversation_pb2.ListMessagesResponse]:
         request.page_token = token
-        call: Awaitable[conversation_pb2.ListMessagesResponse] = (
-            client.conversations.ListMessages(request)
-        )
-        return call
+        return client.conversations.ListMessages(request)
 
     def add(page: conversation_pb2.ListMessagesResponse) -> None:
         combined.messages.extend(page.messages)
@@ -215,8 +209,7 @@ async def _usage(
 
     def fetch(token: str) -> Awaitable[admin_pb2.GetUsageResponse]:
         request.page_token = token
-        call: Awaitable[admin_pb2.GetUsageResponse] = client.admin.GetUsage(request)
-        return call
+        return client.admin.GetUsage(request)
 
     def add(page: admin_pb2.GetUsageResponse) -> None:
         combined.total_messages = page.total_messages
@@ -243,7 +236,7 @@ async def _admin_apply(
     try:
         text = await asyncio.to_thread(path.read_text, encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise CommandError(f"cannot read config file {args.file}: {exc}") from exc
+        raise CommandError(f"failed to read config file {args.file}: {exc}") from exc
     counts = await client.admin.ApplyConfig(admin_pb2.ApplyConfigRequest(yaml=text))
     if printer.json_mode:
         printer.json(counts)

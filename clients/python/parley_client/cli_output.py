@@ -43,7 +43,7 @@ class Printer:
 
 
 def format_timestamp(timestamp: timestamp_pb2.Timestamp) -> str:
-    """Return ISO 8601 UTC text, or "-" for an unset (zero) timestamp."""
+    """Format a timestamp as ISO 8601 UTC, or "-" for an unset (zero) timestamp."""
     if timestamp.seconds == 0 and timestamp.nanos == 0:
         return "-"
     moment = timestamp.ToDatetime(tzinfo=datetime.UTC)
@@ -51,18 +51,18 @@ def format_timestamp(timestamp: timestamp_pb2.Timestamp) -> str:
 
 
 def format_struct(struct: struct_pb2.Struct) -> str:
-    """Return a Struct as one-line JSON."""
+    """Serialize a Struct as one-line JSON."""
     value = json_format.MessageToDict(struct)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def format_micros(amount_micros: int) -> str:
-    """Return an amount in millionths of a unit as a decimal with six places."""
+    """Format an amount in millionths of a unit as a decimal with six places."""
     return f"{Decimal(amount_micros).scaleb(-6):.6f}"
 
 
 def format_message(message: types_pb2.Message) -> str:
-    """Return one transcript line: time, sender, status, text and extras."""
+    """Format one transcript line: time, sender, status, text and extras."""
     parts = [
         format_timestamp(message.created_at),
         enum_label(types_pb2.Sender, message.sender),
@@ -81,7 +81,7 @@ def format_message(message: types_pb2.Message) -> str:
 
 
 def format_conversation_row(conversation: types_pb2.Conversation) -> str:
-    """Return one line of `parley list`."""
+    """Format one line of `parley list`."""
     parts = [
         conversation.id,
         enum_label(types_pb2.ConversationState, conversation.state),
@@ -97,7 +97,7 @@ def format_conversation_row(conversation: types_pb2.Conversation) -> str:
 
 
 def format_conversation_details(conversation: types_pb2.Conversation) -> list[str]:
-    """Return the `label: value` lines of `parley get`."""
+    """Format the `label: value` lines of `parley get`."""
     persona = conversation.persona_id
     if persona:
         persona = f"{persona} version {conversation.persona_version}"
@@ -148,7 +148,7 @@ def _event_summary(event: events_pb2.Event) -> str:
 
 
 def format_event(event: events_pb2.Event) -> str:
-    """Return one line of `parley events`: sequence, type, conversation, summary."""
+    """Format one line of `parley events`: sequence, type, conversation, summary."""
     parts = [
         str(event.sequence),
         enum_label(events_pb2.EventType, event.type),
@@ -192,7 +192,7 @@ def _format_channel_config(config: types_pb2.ChannelConfig, enabled: bool) -> st
 
 
 def format_number(number: admin_pb2.AgentNumber) -> str:
-    """Return one line of `parley admin numbers` with both channel configurations."""
+    """Format one line of `parley admin numbers` with both channel configurations."""
     sms = _format_channel_config(number.sms_config, number.HasField("sms_config"))
     whatsapp = _format_channel_config(
         number.whatsapp_config, number.HasField("whatsapp_config")

@@ -64,11 +64,13 @@ def _add_conversation_options(parser: argparse.ArgumentParser) -> None:
         "--channel", choices=enum_labels(types_pb2.Channel), help="default: sms"
     )
     parser.add_argument("--idempotency-key", metavar="KEY", help="default: a new uuid4")
+
     parser.add_argument(
         "--new-conversation",
         action="store_true",
         help="end the active conversation of the pair and start a new one",
     )
+
     parser.add_argument("--persona", metavar="ID", help="persona UUID")
     parser.add_argument(
         "--persona-version", metavar="VERSION", help="default: the persona's"
@@ -81,6 +83,11 @@ def _add_conversation_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--persona-pathway-version", metavar="VERSION")
     parser.add_argument("--persona-start-node", metavar="ID")
+    _add_conversation_settings(parser)
+
+
+def _add_conversation_settings(parser: argparse.ArgumentParser) -> None:
+    """Add the data, timeout, end-of-conversation and retry options."""
     parser.add_argument(
         "--metadata",
         type=json_object,
@@ -93,20 +100,22 @@ def _add_conversation_options(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help="JSON object of template variables",
     )
+
     parser.add_argument(
         "--timeout-seconds",
         type=uint32,
         metavar="N",
-        help="inactivity timeout; 0 disables it",
+        help="inactivity timeout in seconds; 0 disables it",
     )
     parser.add_argument(
         "--warning-seconds",
         type=uint32,
         metavar="N",
-        help="silence before the warning message",
+        help="seconds of silence before the warning message",
     )
     parser.add_argument("--timeout-message", metavar="TEXT")
     parser.add_argument("--warning-message", metavar="TEXT")
+
     parser.add_argument(
         "--outcome-ids",
         type=id_list,
@@ -119,12 +128,14 @@ def _add_conversation_options(parser: argparse.ArgumentParser) -> None:
         metavar="A,B",
         help='comma-separated; "" for none',
     )
+
     parser.add_argument(
         "--retries",
         type=uint32,
         default=3,
         metavar="N",
-        help="retries after UNAVAILABLE and similar (default: 3)",
+        help="retries after UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED "
+        "(default: 3)",
     )
 
 

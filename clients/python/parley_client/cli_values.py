@@ -15,8 +15,8 @@ from google.protobuf import struct_pb2
 
 _UINT32_MAX = 2**32 - 1
 _UINT64_MAX = 2**64 - 1
-# A Struct stores every number as a double, which holds integers exactly
-# only up to 2**53 in magnitude.
+# A Struct stores every number as a double, which represents integers
+# exactly only up to 2**53 in magnitude.
 _STRUCT_INT_LIMIT = 2**53
 
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import grpc
 from parley.v1 import (
@@ -48,17 +48,20 @@ _KeyedRequest = TypeVar(
 )
 
 
-def _authorized_details(details: Any, authorization: str, timeout: float | None) -> Any:
+def _authorized_details(
+    details: grpc.aio.ClientCallDetails, authorization: str, timeout: float | None
+) -> grpc.aio.ClientCallDetails:
     """Copy call details, adding the authorization header and a default deadline.
 
     An `authorization` entry that the call already passes is kept, so one call
     can use another key. A timeout that the call passes is kept as well.
     """
     metadata = grpc.aio.Metadata()
-    if details.metadata is not None:
-        for key, value in details.metadata:
-            metadata.add(key, value)
-    if "authorization" not in metadata:
+    has_authorization = False
+    for key, value in details.metadata or ():
+        metadata.add(key, value)
+        has_authorization = has_authorization or key == "authorization"
+    if not has_authorization:
         metadata.add("authorization", authorization)
     return grpc.aio.ClientCallDetails(
         method=details.method,
@@ -69,7 +72,7 @@ def _authorized_details(details: Any, authorization: str, timeout: float | None)
     )
 
 
-class _UnaryAuthInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _UnaryAuthInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
     """Adds the API key and the client's default deadline to unary calls."""
 
     def __init__(self, authorization: str, timeout: float) -> None:
@@ -77,30 +80,42 @@ class _UnaryAuthInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: igno
         self._timeout = timeout
 
     async def intercept_unary_unary(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, _Request],
+            Awaitable[grpc.aio.UnaryUnaryCall[_Request, _Response]],
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _Request,
+    ) -> grpc.aio.UnaryUnaryCall[_Request, _Response]:
         details = _authorized_details(
             client_call_details, self._authorization, self._timeout
         )
         return await continuation(details, request)
 
 
-class _StreamAuthInterceptor(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+class _StreamAuthInterceptor(grpc.aio.UnaryStreamClientInterceptor):
     """Adds the API key to server-streaming calls, which get no default deadline."""
 
     def __init__(self, authorization: str) -> None:
         self._authorization = authorization
 
     async def intercept_unary_stream(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, _Request],
+            Awaitable[grpc.aio.UnaryStreamCall[_Request, _Response]],
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _Request,
+    ) -> grpc.aio.UnaryStreamCall[_Request, _Response]:
         details = _authorized_details(client_call_details, self._authorization, None)
         return await continuation(details, request)
 
 
 @dataclass(frozen=True)
 class _Connection:
-    channel: Any
+    channel: grpc.aio.Channel
     conversations: ConversationServiceAsyncStub
     events: EventServiceAsyncStub
     carrier: CarrierServiceAsyncStub
@@ -160,9 +175,9 @@ class ParleyClient:
         backoff that is not positive.
         """
         if not address:
-            raise ValueError("address is empty: expected HOST:PORT")
+            raise ValueError("missing address: expected HOST:PORT")
         if not api_key:
-            raise ValueError("api_key is empty")
+            raise ValueError("missing api_key")
         if timeout <= 0 or initial_backoff <= 0 or max_backoff <= 0:
             raise ValueError(
                 "timeout, initial_backoff and max_backoff must be positive"
@@ -207,19 +222,10 @@ class ParleyClient:
             )
         self._connection = _Connection(
             channel=channel,
-            conversations=cast(
-                "ConversationServiceAsyncStub",
-                conversation_pb2_grpc.ConversationServiceStub(channel),
-            ),
-            events=cast(
-                "EventServiceAsyncStub", events_pb2_grpc.EventServiceStub(channel)
-            ),
-            carrier=cast(
-                "CarrierServiceAsyncStub", carrier_pb2_grpc.CarrierServiceStub(channel)
-            ),
-            admin=cast(
-                "AdminServiceAsyncStub", admin_pb2_grpc.AdminServiceStub(channel)
-            ),
+            conversations=conversation_pb2_grpc.ConversationServiceStub(channel),
+            events=events_pb2_grpc.EventServiceStub(channel),
+            carrier=carrier_pb2_grpc.CarrierServiceStub(channel),
+            admin=admin_pb2_grpc.AdminServiceStub(channel),
         )
 
     async def close(self) -> None:
@@ -264,7 +270,7 @@ class ParleyClient:
         """
         prepared = _with_idempotency_key(request)
         response: conversation_pb2.SendMessageResponse = await self._call_with_retries(
-            self.conversations.SendMessage, prepared, retries
+            "SendMessage", self.conversations.SendMessage, prepared, retries
         )
         return response
 
@@ -275,7 +281,10 @@ class ParleyClient:
         prepared = _with_idempotency_key(request)
         response: conversation_pb2.CreateConversationResponse = (
             await self._call_with_retries(
-                self.conversations.CreateConversation, prepared, retries
+                "CreateConversation",
+                self.conversations.CreateConversation,
+                prepared,
+                retries,
             )
         )
         return response
@@ -291,10 +300,11 @@ class ParleyClient:
 
         With `resume`, an UNAVAILABLE failure reopens the stream after a backoff,
         with `after_sequence` set to the last sequence seen in an event or
-        heartbeat, so nothing is lost or repeated. `max_reconnects` limits the
-        reconnects in a row without a response (None: no limit). Other errors
-        are raised. Close the iterator (`contextlib.aclosing`) to cancel the call
-        when leaving the loop early. The caller's request is not modified.
+        heartbeat, so the server resumes right after what was already yielded.
+        `max_reconnects` limits the reconnects in a row without a response
+        (None: no limit). Other errors are raised. Close the iterator
+        (`contextlib.aclosing`) to cancel the call when leaving the loop early.
+        The caller's request is not modified.
         """
         current = events_pb2.SubscribeEventsRequest()
         current.CopyFrom(request)
@@ -317,15 +327,19 @@ class ParleyClient:
                 # NOTE: a stream that failed before its first event or heartbeat,
                 # and had no after_sequence, resumes at new events only, so
                 # events appended while it was down are not replayed.
-                logger.warning(
-                    "event stream to %s unavailable (%s); "
-                    "reconnecting in %.1fs after sequence %s",
-                    self.address,
-                    exc.details(),
-                    delay,
+                cursor = (
                     current.after_sequence
                     if current.HasField("after_sequence")
-                    else "none",
+                    else "none"
+                )
+                logger.warning(
+                    "event stream to %s unavailable (%s); "
+                    "reconnect %d in %.1fs after sequence %s",
+                    self.address,
+                    exc.details(),
+                    failures,
+                    delay,
+                    cursor,
                 )
                 await asyncio.sleep(delay)
             finally:
@@ -333,8 +347,9 @@ class ParleyClient:
 
     async def _call_with_retries(
         self,
-        method: Callable[[_Request], Awaitable[_Response]],
-        request: _Request,
+        rpc_name: str,
+        method: Callable[[_KeyedRequest], Awaitable[_Response]],
+        request: _KeyedRequest,
         retries: int,
     ) -> _Response:
         """Await `method(request)`, repeating it after a code in RETRYABLE_CODES."""
@@ -350,13 +365,16 @@ class ParleyClient:
                 delay = self._backoff_delay(attempt)
                 attempt += 1
                 logger.warning(
-                    "call to %s failed with %s (%s); retry %d of %d in %.1fs",
+                    "%s to %s failed with %s (%s); retry %d of %d in %.1fs "
+                    "with idempotency key %s",
+                    rpc_name,
                     self.address,
                     exc.code().name,
                     exc.details(),
                     attempt,
                     retries,
                     delay,
+                    request.idempotency_key,
                 )
                 await asyncio.sleep(delay)
 

@@ -16,7 +16,7 @@ _Value = TypeVar("_Value", bound=int)
 
 
 def _prefix(enum: _EnumTypeWrapper[_Value]) -> str:
-    """Return the value prefix of an enum: `MessageStatus` gives `MESSAGE_STATUS_`."""
+    """Derive the value prefix: `MessageStatus` gives `MESSAGE_STATUS_`."""
     words = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.DESCRIPTOR.name)
     return words.upper() + "_"
 

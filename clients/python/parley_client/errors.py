@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf.message import DecodeError
-
-# The package ships .pyi files but no py.typed marker, so mypy may skip it.
-from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
+from google.rpc import error_details_pb2, status_pb2
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
