@@ -1,9 +1,9 @@
 """Assembly of the service: database, event broker, carrier and gRPC server.
 
 `Parley.start()` opens the database, applies the config file, starts the
-carrier and the cleanup loop and then serves; `Parley.stop()` reverses it,
-letting running calls finish within the grace period and ending event
-streams cleanly.
+carrier and the cleanup loop, and then serves. `Parley.stop()` ends event
+streams, lets running calls finish within the grace period and closes the
+database.
 """
 
 from __future__ import annotations

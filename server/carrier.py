@@ -1,7 +1,7 @@
 """The carrier seam and the loopback carrier simulator.
 
 A carrier accepts outbound messages and later reports their statuses to a
-`StatusSink`. The simulator stands in for a real carrier on one machine:
+`StatusSink`. The simulator replaces a real carrier on one machine:
 each message becomes SENT after `sent_after_ms` and DELIVERED after
 `delivered_after_ms`, unless a user-number prefix rule makes it FAILED or
 UNDELIVERED with a carrier error code.

@@ -2,7 +2,7 @@
 
 A message is written as QUEUED in the request's transaction and submitted to
 the carrier only after the commit. A submission that fails is retried with
-backoff; messages still QUEUED without a carrier id at start-up (the server
+backoff. At start-up, messages still QUEUED without a carrier id (the server
 stopped before handing them over) are submitted again, and messages that
 were SENT are tracked again until their final status.
 """

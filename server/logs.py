@@ -1,13 +1,15 @@
 """structlog set-up: JSON lines on stderr with masked phone numbers.
 
 Any event-dict key ending in `number` (such as `agent_number`) is masked,
-and keys that could carry a credential are removed, so a careless log call
+phone numbers quoted in other text values (error messages) are masked, and
+keys that could carry a credential are removed, so a careless log call
 cannot leak an API key or a full phone number.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -15,6 +17,9 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = frozenset({"api_key", "authorization", "key", "token", "password"})
+# A "+" followed by at least seven digits, possibly grouped: a phone number
+# quoted inside free text such as an error message.
+_PHONE_IN_TEXT = re.compile(r"\+\d[\d ()\-]{5,}\d")
 
 
 def mask_number(number: str) -> str:
@@ -22,6 +27,10 @@ def mask_number(number: str) -> str:
     if len(number) <= 6:
         return "*" * len(number)
     return number[:4] + "*" * (len(number) - 6) + number[-2:]
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    return mask_number(match.group(0))
 
 
 def _scrub(
@@ -32,6 +41,8 @@ def _scrub(
             del event_dict[key]
         elif key.endswith("number") and isinstance(event_dict[key], str):
             event_dict[key] = mask_number(event_dict[key])
+        elif key != "event" and isinstance(event_dict[key], str):
+            event_dict[key] = _PHONE_IN_TEXT.sub(_mask_match, event_dict[key])
     return event_dict
 
 

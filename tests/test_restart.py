@@ -3,85 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
-import yaml
-from conftest import ACME, ACME_NUMBER, USER_NUMBER, Stubs, base_config
+from conftest import ACME, ACME_NUMBER, USER_NUMBER, Stubs
 from parley.v1 import conversation_pb2, events_pb2
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT = 30.0
-
-
-class ServerProcess:
-    """`python -m server` in a subprocess on a free loopback port."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.config = tmp_path / "parley.yaml"
-        self.database = tmp_path / "parley.db"
-        self.config.write_text(yaml.safe_dump(base_config()))
-        self.process: subprocess.Popen[str] | None = None
-        self.address = ""
-
-    async def start(self) -> None:
-        # Popen returns at once; the wait for start-up runs in a thread below.
-        self.process = subprocess.Popen(  # noqa: ASYNC220
-            [
-                sys.executable,
-                "-m",
-                "server",
-                "--config",
-                str(self.config),
-                "--database",
-                str(self.database),
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            cwd=REPO_ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PARLEY_LOG_LEVEL": "info"},
-        )
-        self.address = await asyncio.wait_for(
-            asyncio.to_thread(self._read_address), STARTUP_TIMEOUT
-        )
-
-    def _read_address(self) -> str:
-        assert self.process is not None and self.process.stderr is not None
-        for line in self.process.stderr:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("event") == "serving":
-                address: str = record["address"]
-                return address
-        raise RuntimeError(f"server exited with {self.process.wait()} before serving")
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        assert self.process is not None
-        self.process.send_signal(signum)
-        code = self.process.wait(timeout=30)
-        assert self.process.stderr is not None
-        self.process.stderr.close()
-        return code
-
-    def acme_sequences(self, after: int) -> list[int]:
-        with sqlite3.connect(self.database) as connection:
-            rows = connection.execute(
-                "SELECT seq FROM events WHERE account_id = 'acme' AND seq > ? ORDER BY seq",
-                (after,),
-            ).fetchall()
-        return [row[0] for row in rows]
+from server_process import ServerProcess
 
 
 @pytest.fixture
@@ -89,8 +19,7 @@ async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     process = ServerProcess(tmp_path)
     await process.start()
     yield process
-    if process.process is not None and process.process.poll() is None:
-        process.stop(signal.SIGKILL)
+    process.kill_if_running()
 
 
 async def send_many(address: str, count: int) -> None:

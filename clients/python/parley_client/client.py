@@ -298,13 +298,15 @@ class ParleyClient:
     ) -> AsyncGenerator[events_pb2.SubscribeEventsResponse, None]:
         """Yield events and heartbeats of SubscribeEvents until the stream ends.
 
-        With `resume`, an UNAVAILABLE failure reopens the stream after a backoff,
+        With `resume`, an UNAVAILABLE failure, or the end of the stream that the
+        server sends when it shuts down, reopens the stream after a backoff,
         with `after_sequence` set to the last sequence seen in an event or
         heartbeat, so the server resumes right after what was already yielded.
         `max_reconnects` limits the reconnects in a row without a response
-        (None: no limit). Other errors are raised. Close the iterator
-        (`contextlib.aclosing`) to cancel the call when leaving the loop early.
-        The caller's request is not modified.
+        (None: no limit); past it, the last error is raised, or the generator
+        returns after an end of the stream. Other errors are raised. Close the
+        iterator (`contextlib.aclosing`) to cancel the call when leaving the
+        loop early. The caller's request is not modified.
         """
         current = events_pb2.SubscribeEventsRequest()
         current.CopyFrom(request)
@@ -316,34 +318,39 @@ class ParleyClient:
                     failures = 0
                     _advance_cursor(current, response)
                     yield response
-                return
+                # SubscribeEvents never ends on its own: the server ends it
+                # with OK only when it shuts down, which a restart follows.
+                if not resume:
+                    return
+                if max_reconnects is not None and failures >= max_reconnects:
+                    return
+                reason = "the server ended the stream"
             except grpc.aio.AioRpcError as exc:
                 if not resume or exc.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
                 if max_reconnects is not None and failures >= max_reconnects:
                     raise
-                delay = self._backoff_delay(failures)
-                failures += 1
-                # NOTE: a stream that failed before its first event or heartbeat,
-                # and had no after_sequence, resumes at new events only, so
-                # events appended while it was down are not replayed.
-                cursor = (
-                    current.after_sequence
-                    if current.HasField("after_sequence")
-                    else "none"
-                )
-                logger.warning(
-                    "event stream to %s unavailable (%s); "
-                    "reconnect %d in %.1fs after sequence %s",
-                    self.address,
-                    exc.details(),
-                    failures,
-                    delay,
-                    cursor,
-                )
-                await asyncio.sleep(delay)
+                reason = exc.details() or "UNAVAILABLE"
             finally:
                 call.cancel()
+            delay = self._backoff_delay(failures)
+            failures += 1
+            # NOTE: a stream that failed before its first event or heartbeat,
+            # and had no after_sequence, resumes at new events only, so
+            # events appended while it was down are not replayed.
+            cursor = (
+                current.after_sequence if current.HasField("after_sequence") else "none"
+            )
+            logger.warning(
+                "event stream to %s unavailable (%s); "
+                "reconnect %d in %.1fs after sequence %s",
+                self.address,
+                reason,
+                failures,
+                delay,
+                cursor,
+            )
+            await asyncio.sleep(delay)
 
     async def _call_with_retries(
         self,
