@@ -50,10 +50,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        type=str.lower,
         default=os.environ.get("PARLEY_LOG_LEVEL", "info"),
         help="Minimum log level (env PARLEY_LOG_LEVEL).",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for option in ("listen", "metrics_listen"):
+        value = getattr(args, option)
+        if value and not _valid_address(value):
+            parser.error(
+                f"--{option.replace('_', '-')} {value!r} is not HOST:PORT with a port"
+                " from 0 to 65535, such as 127.0.0.1:50051"
+            )
+    return args
+
+
+def _valid_address(value: str) -> bool:
+    host, separator, port = value.rpartition(":")
+    return bool(separator and host and port.isdigit() and int(port) <= 65_535)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -83,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     except ParleyError as error:
         log.error("startup_failed", reason=error.reason, error=error.message)
         return 2
-    except OSError as error:
-        log.error("startup_failed", error=str(error))
+    except Exception as error:
+        # Start-up problems such as an unreadable database file or a busy
+        # port end here; a clear line and exit code 2 beat a traceback.
+        log.error("startup_failed", error=f"{type(error).__name__}: {error}")
         return 2
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -33,10 +33,13 @@ from server.carrier import Carrier, build_carrier
 from server.clock import Clock, SystemClock
 from server.config_file import ConfigDocument, apply_config, load_config
 from server.db import Database
+from server.decoding import add_servicer
 from server.delivery import Delivery
 from server.events import EventBroker, EventRecorder
+from server.lifecycle import Lifecycle
 from server.maintenance import run_cleanup_loop
 from server.settings import ServerSettings
+from server.timers import TimerScheduler, TimerWake
 
 log = structlog.get_logger("parley.server")
 
@@ -60,6 +63,9 @@ class Components:
     authenticator: Authenticator
     carrier: Carrier
     delivery: Delivery
+    timer_wake: TimerWake
+    # Set right after construction, because the lifecycle needs the rest.
+    lifecycle: Lifecycle = field(init=False)
 
 
 class Parley:
@@ -91,12 +97,28 @@ class Parley:
             load_config(self._config_path) if self._config_path else ConfigDocument()
         )
         database = await Database.open(self._database_path)
+        try:
+            await self._start_serving(database, document)
+        except BaseException:
+            log.error("start_aborted", database=str(self._database_path))
+            await self.stop(grace=0)
+            if self.components is None:
+                await database.close()
+            raise
+
+    async def _start_serving(
+        self, database: Database, document: ConfigDocument
+    ) -> None:
         await apply_config(database, document, self._clock.now_ms())
         components = self._assemble(database, document)
         self.components = components
         await components.carrier.start(components.delivery)
         await components.delivery.resubmit_pending()
         self._tasks.append(asyncio.create_task(run_cleanup_loop(components)))
+        scheduler = TimerScheduler(
+            components, components.lifecycle, components.timer_wake
+        )
+        self._tasks.append(asyncio.create_task(scheduler.run()))
         self._server = self._build_server(components)
         self.port = self._server.add_insecure_port(self._listen)
         if self.port == 0:
@@ -111,7 +133,7 @@ class Parley:
         events = EventRecorder(broker)
         carrier = build_carrier(document.carrier)
         delivery = Delivery(database, events, carrier, self._clock, document.server)
-        return Components(
+        components = Components(
             settings=document.server,
             clock=self._clock,
             database=database,
@@ -120,7 +142,10 @@ class Parley:
             authenticator=Authenticator(database),
             carrier=carrier,
             delivery=delivery,
+            timer_wake=TimerWake(),
         )
+        components.lifecycle = Lifecycle(components)
+        return components
 
     def _build_server(self, components: Components) -> grpc.aio.Server:
         # Imported here: the service modules import Components for typing.
@@ -129,18 +154,28 @@ class Parley:
         from server.services.conversations import ConversationServicer
         from server.services.events import EventServicer
 
-        server = grpc.aio.server()
-        conversation_pb2_grpc.add_ConversationServiceServicer_to_server(
-            ConversationServicer(components), server
+        # Port sharing (SO_REUSEPORT, on by default in gRPC) would let a second
+        # server bind the same address and split the traffic silently.
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        add_servicer(
+            server,
+            conversation_pb2_grpc.add_ConversationServiceServicer_to_server,
+            ConversationServicer(components),
         )
-        events_pb2_grpc.add_EventServiceServicer_to_server(
-            EventServicer(components), server
+        add_servicer(
+            server,
+            events_pb2_grpc.add_EventServiceServicer_to_server,
+            EventServicer(components),
         )
-        carrier_pb2_grpc.add_CarrierServiceServicer_to_server(
-            CarrierServicer(components), server
+        add_servicer(
+            server,
+            carrier_pb2_grpc.add_CarrierServiceServicer_to_server,
+            CarrierServicer(components),
         )
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminServicer(components), server
+        add_servicer(
+            server,
+            admin_pb2_grpc.add_AdminServiceServicer_to_server,
+            AdminServicer(components),
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -102,6 +102,15 @@ class Authenticator:
             self._cache[digest] = principal
         return principal
 
+    async def is_revoked(self, principal: Principal) -> bool:
+        """Tell whether an account key was revoked after the call authenticated."""
+        if principal.account_id is None:
+            return False
+        row = await self._database.fetchone(
+            "SELECT revoked_at FROM api_keys WHERE id = ?", (principal.key_id,)
+        )
+        return row is None or row["revoked_at"] is not None
+
     async def _lookup(self, digest: str) -> Principal | None:
         row = await self._database.fetchone(
             "SELECT id, account_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",

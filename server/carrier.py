@@ -53,8 +53,11 @@ class Carrier(Protocol):
         """Hand a message to the carrier and return the carrier's message id."""
         ...
 
-    async def track(self, outbound: OutboundMessage) -> None:
-        """Follow a message submitted before a restart until its final status."""
+    async def track(self, outbound: OutboundMessage, sent: bool) -> None:
+        """Follow a message submitted before a restart until its final status.
+
+        `sent` tells whether the SENT report was already applied.
+        """
         ...
 
     async def stop(self) -> None: ...
@@ -75,8 +78,8 @@ class CarrierSimulator:
         self._spawn(self._run(outbound, include_sent=True))
         return "sim_" + uuid.uuid4().hex
 
-    async def track(self, outbound: OutboundMessage) -> None:
-        self._spawn(self._run(outbound, include_sent=False))
+    async def track(self, outbound: OutboundMessage, sent: bool) -> None:
+        self._spawn(self._run(outbound, include_sent=not sent))
 
     async def stop(self) -> None:
         for task in list(self._tasks):

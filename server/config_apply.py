@@ -22,6 +22,11 @@ from server.config_model import (
     PersonaEntry,
 )
 from server.db import Database, Transaction
+from server.definitions import (
+    publish_pathway_version,
+    put_citation_schema,
+    put_outcome,
+)
 from server.errors import ParleyError, already_exists
 
 
@@ -34,6 +39,9 @@ class ApplySummary:
     numbers: int = 0
     personas: int = 0
     persona_versions: int = 0
+    pathway_versions: int = 0
+    citation_schemas: int = 0
+    outcomes: int = 0
 
 
 async def apply_config(
@@ -208,6 +216,7 @@ async def _apply_account(
     for index, persona in enumerate(account.personas):
         persona_path = f"{path}.personas[{index}]"
         await _apply_persona(tx, account.id, persona, persona_path, now_ms, summary)
+    await _apply_definitions(tx, account, path, now_ms, summary)
 
 
 async def _apply_api_key(
@@ -280,6 +289,32 @@ async def _apply_persona(
         )
         if not created:
             summary.personas += 1
+
+
+async def _apply_definitions(
+    tx: Transaction,
+    account: AccountEntry,
+    path: str,
+    now_ms: int,
+    summary: ApplySummary,
+) -> None:
+    """Publish the account's pathway versions and put its schemas and outcomes."""
+    for pathway_index, pathway in enumerate(account.pathways):
+        for version_index, entry in enumerate(pathway.versions):
+            version_path = f"{path}.pathways[{pathway_index}].versions[{version_index}]"
+            try:
+                if await publish_pathway_version(
+                    tx, account.id, pathway.id, entry.version, entry.definition, now_ms
+                ):
+                    summary.pathway_versions += 1
+            except ParleyError as error:
+                raise _at_path(error, version_path) from None
+    for schema in account.citation_schemas:
+        if await put_citation_schema(tx, account.id, schema, now_ms):
+            summary.citation_schemas += 1
+    for outcome in account.outcomes:
+        if await put_outcome(tx, account.id, outcome, now_ms):
+            summary.outcomes += 1
 
 
 def _at_path(error: ParleyError, path: str) -> ParleyError:

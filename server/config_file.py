@@ -3,8 +3,10 @@
 The server's `--config` file and `AdminService.ApplyConfig` take the same
 document. Parsing is strict. A YAML syntax error, an unknown or duplicate
 key, a wrong type or an invalid value raises INVALID_ARGUMENT with reason
-INVALID_CONFIG, or INVALID_TIMEOUT_CONFIG for a warning that does not come
-before its timeout. The message starts with the source and names the path,
+INVALID_CONFIG. More specific reasons pass through unchanged:
+INVALID_TIMEOUT_CONFIG for a warning that does not come before its timeout,
+and INVALID_PATHWAY, INVALID_CITATION_SCHEMA, INVALID_OUTCOME and
+INVALID_OUTCOME_SCRIPT for a definition that its validator rejects. The message starts with the source and names the path,
 as in `parley.yaml: accounts[0].numbers[1].sms_config.timout_seconds is
 not a known key`. The entry types live in `server.config_model`, the
 schema walk in `server.config_parser` and the database writes in
@@ -27,6 +29,8 @@ from server.config_model import (
     AccountEntry,
     ConfigDocument,
     NumberEntry,
+    PathwayEntry,
+    PathwayVersionEntry,
     PersonaEntry,
     PersonaVersionEntry,
 )
@@ -40,11 +44,24 @@ try:
 except ImportError:  # PyYAML built without libyaml
     from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
 
+# Reasons more specific than INVALID_CONFIG, which parse errors keep.
+_KEPT_REASONS = frozenset(
+    {
+        "INVALID_TIMEOUT_CONFIG",
+        "INVALID_PATHWAY",
+        "INVALID_CITATION_SCHEMA",
+        "INVALID_OUTCOME",
+        "INVALID_OUTCOME_SCRIPT",
+    }
+)
+
 __all__ = [
     "AccountEntry",
     "ApplySummary",
     "ConfigDocument",
     "NumberEntry",
+    "PathwayEntry",
+    "PathwayVersionEntry",
     "PersonaEntry",
     "PersonaVersionEntry",
     "apply_config",
@@ -86,14 +103,14 @@ def parse_config(text: str, source: str = "config") -> ConfigDocument:
 
 @contextlib.contextmanager
 def _config_errors(source: str) -> Iterator[None]:
-    """Re-raise INVALID_ARGUMENT errors with reason INVALID_CONFIG, naming `source`."""
+    """Re-raise INVALID_ARGUMENT errors naming `source`, mostly as INVALID_CONFIG."""
     try:
         yield
     except ParleyError as error:
         if error.code != grpc.StatusCode.INVALID_ARGUMENT:
             raise
         reason = "INVALID_CONFIG"
-        if error.reason == "INVALID_TIMEOUT_CONFIG":
+        if error.reason in _KEPT_REASONS:
             reason = error.reason
         message = f"{source}: {error.message}"
         raise ParleyError(error.code, reason, message, error.violations) from None

@@ -1,4 +1,4 @@
-"""Config entries (accounts, keys, numbers, personas) and the rules for their fields.
+"""Config entries (accounts, keys, numbers, personas, definitions) and their field rules.
 
 The YAML config parser and `AdminService` share these rules, so an entry
 that one accepts the other accepts too. Every check raises INVALID_ARGUMENT
@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from parley.v1 import types_pb2
+from parley.v1 import definitions_pb2, types_pb2
 
 from server.errors import invalid_argument
 from server.settings import CarrierSettings, ServerSettings
@@ -23,9 +23,11 @@ DISPLAY_NAME_MAX_CHARS = 200
 IDENTIFIER_MAX_CHARS = 256
 MESSAGE_MAX_CHARS = 1600
 ID_LIST_MAX_ITEMS = 100
+DEFINITION_ID_MAX_CHARS = 128
 
 _ACCOUNT_ID = re.compile(r"[a-z0-9_-]{1,64}")
 _VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_DEFINITION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _ID_FIELDS: tuple[Literal["pathway_id", "pathway_version", "start_node_id"], ...] = (
     "pathway_id",
     "pathway_version",
@@ -69,14 +71,34 @@ class PersonaEntry:
 
 
 @dataclass(frozen=True)
+class PathwayVersionEntry:
+    version: str
+    definition: definitions_pb2.PathwayDefinition
+
+
+@dataclass(frozen=True)
+class PathwayEntry:
+    """A pathway and the versions to publish, in the order listed."""
+
+    id: str
+    versions: tuple[PathwayVersionEntry, ...] = ()
+
+
+@dataclass(frozen=True)
 class AccountEntry:
-    """An account; a None `display_name` keeps the stored name."""
+    """An account; a None `display_name` keeps the stored name.
+
+    Citation schemas and outcomes have their `id` set and `account_id` empty.
+    """
 
     id: str
     display_name: str | None = None
     api_keys: tuple[str, ...] = ()
     numbers: tuple[NumberEntry, ...] = ()
     personas: tuple[PersonaEntry, ...] = ()
+    pathways: tuple[PathwayEntry, ...] = ()
+    citation_schemas: tuple[definitions_pb2.CitationSchema, ...] = ()
+    outcomes: tuple[definitions_pb2.Outcome, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +147,30 @@ def validate_version(value: str, field_name: str) -> str:
         f"{field_name} {quote_value(value)} is not a valid persona version;"
         ' use 1 to 64 letters, digits, ".", "-" and "_"',
         "INVALID_PERSONA_VERSION",
+    )
+
+
+def validate_definition_id(value: str, field_name: str, kind: str) -> str:
+    """Return `value` if it is 1 to 128 of: letters, digits, ".", "-" and "_".
+
+    `kind` names the value in messages, such as "pathway id" or "outcome id",
+    and gives the reason for an invalid value: "pathway id" is rejected with
+    INVALID_PATHWAY_ID. An empty value is rejected with MISSING_FIELD.
+    """
+    if _DEFINITION_ID.fullmatch(value):
+        return value
+    if not value:
+        raise invalid_argument(
+            field_name,
+            f"{field_name} is missing; send a {kind} such as intake-2024.05",
+            "MISSING_FIELD",
+        )
+    reason = "INVALID_" + kind.upper().replace(" ", "_")
+    raise invalid_argument(
+        field_name,
+        f"{field_name} {quote_value(value)} is not a valid {kind}; use 1 to"
+        f' {DEFINITION_ID_MAX_CHARS} letters, digits, ".", "-" and "_"',
+        reason,
     )
 
 

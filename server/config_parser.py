@@ -9,13 +9,13 @@ value means "not given" for every optional key.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import typing
 from typing import Any, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from server.config_definitions import DefinitionsParser
 from server.config_model import (
     AccountEntry,
     ChannelConfig,
@@ -28,22 +28,19 @@ from server.config_model import (
     validate_display_name,
     validate_version,
 )
+from server.config_values import join_path
 from server.errors import invalid_argument
 from server.settings import CarrierSettings, ServerSettings
 from server.validation import normalize_e164, quote_value, validate_text, validate_uuid
 
 KEY_MIN_CHARS = 8
 KEY_MAX_CHARS = 256
-# YAML aliases let a small document repeat large lists, so parsing stops
-# after this many list items and mapping entries, counting every use.
-MAX_DOCUMENT_VALUES = 500_000
 # Upper bound for every numeric server and carrier setting.
 MAX_SETTING_VALUE = 1_000_000_000
 CARRIER_ERROR_CODE_MAX_CHARS = 32
 
 _KEY_CHARS = re.compile(r"[!-~]+")
 _NUMBER_PREFIX = re.compile(r"\+[0-9]{1,15}")
-_IDENTIFIER_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _POSITIVE_SETTINGS = frozenset(
     {
         "heartbeat_seconds",
@@ -54,7 +51,16 @@ _POSITIVE_SETTINGS = frozenset(
 )
 _CARRIER_KINDS = ("simulator",)
 _TOP_KEYS = ("server", "carrier", "operator_keys", "accounts")
-_ACCOUNT_KEYS = ("id", "display_name", "api_keys", "numbers", "personas")
+_ACCOUNT_KEYS = (
+    "id",
+    "display_name",
+    "api_keys",
+    "numbers",
+    "personas",
+    "pathways",
+    "citation_schemas",
+    "outcomes",
+)
 _NUMBER_KEYS = ("number", "sms_config", "whatsapp_config")
 _PERSONA_KEYS = ("id", "default_version", "versions")
 _VERSION_KEYS = ("version", "config")
@@ -69,15 +75,8 @@ def parse_document(data: object) -> ConfigDocument:
     return _DocumentParser().document(data)
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-class _DocumentParser:
+class _DocumentParser(DefinitionsParser):
     """Walks the YAML data, checking every key and type against the schema."""
-
-    def __init__(self) -> None:
-        self._values_left = MAX_DOCUMENT_VALUES
 
     def document(self, data: object) -> ConfigDocument:
         if data is None:
@@ -104,18 +103,22 @@ class _DocumentParser:
 
     def _account(self, data: object, path: str) -> AccountEntry:
         entry = self._mapping(data, path, _ACCOUNT_KEYS, required=("id",))
-        id_path = _join(path, "id")
+        id_path = join_path(path, "id")
         account_id = validate_account_id(self._string(entry["id"], id_path), id_path)
 
         display_name = None
         if entry.get("display_name") is not None:
-            name_path = _join(path, "display_name")
+            name_path = join_path(path, "display_name")
             display_name = self._string(entry["display_name"], name_path)
             validate_display_name(display_name, name_path)
 
-        api_keys = self._sequence(entry.get("api_keys"), _join(path, "api_keys"))
-        numbers = self._sequence(entry.get("numbers"), _join(path, "numbers"))
-        personas = self._sequence(entry.get("personas"), _join(path, "personas"))
+        api_keys = self._sequence(entry.get("api_keys"), join_path(path, "api_keys"))
+        numbers = self._sequence(entry.get("numbers"), join_path(path, "numbers"))
+        personas = self._sequence(entry.get("personas"), join_path(path, "personas"))
+        pathways = self._sequence(entry.get("pathways"), join_path(path, "pathways"))
+        schemas_path = join_path(path, "citation_schemas")
+        schemas = self._sequence(entry.get("citation_schemas"), schemas_path)
+        outcomes = self._sequence(entry.get("outcomes"), join_path(path, "outcomes"))
         return AccountEntry(
             id=account_id,
             display_name=display_name,
@@ -125,6 +128,15 @@ class _DocumentParser:
             ),
             personas=tuple(
                 self._persona(item, item_path) for item_path, item in personas
+            ),
+            pathways=tuple(
+                self._pathway(item, item_path) for item_path, item in pathways
+            ),
+            citation_schemas=tuple(
+                self._citation_schema(item, item_path) for item_path, item in schemas
+            ),
+            outcomes=tuple(
+                self._outcome(item, item_path) for item_path, item in outcomes
             ),
         )
 
@@ -141,10 +153,10 @@ class _DocumentParser:
 
     def _agent_number(self, data: object, path: str) -> NumberEntry:
         entry = self._mapping(data, path, _NUMBER_KEYS, required=("number",))
-        number_path = _join(path, "number")
+        number_path = join_path(path, "number")
         number = normalize_e164(self._string(entry["number"], number_path), number_path)
-        sms_path = _join(path, "sms_config")
-        whatsapp_path = _join(path, "whatsapp_config")
+        sms_path = join_path(path, "sms_config")
+        whatsapp_path = join_path(path, "whatsapp_config")
         return NumberEntry(
             number=number,
             sms_config=self._channel_config(entry.get("sms_config"), sms_path),
@@ -155,16 +167,16 @@ class _DocumentParser:
 
     def _persona(self, data: object, path: str) -> PersonaEntry:
         entry = self._mapping(data, path, _PERSONA_KEYS, required=("id",))
-        id_path = _join(path, "id")
+        id_path = join_path(path, "id")
         persona_id = validate_uuid(self._string(entry["id"], id_path), id_path)
-        items = self._sequence(entry.get("versions"), _join(path, "versions"))
+        items = self._sequence(entry.get("versions"), join_path(path, "versions"))
         versions = tuple(
             self._persona_version(item, item_path) for item_path, item in items
         )
 
         default_version = ""
         if entry.get("default_version") is not None:
-            default_path = _join(path, "default_version")
+            default_path = join_path(path, "default_version")
             default_version = self._string(entry["default_version"], default_path)
             listed = [version.version for version in versions]
             if default_version not in listed:
@@ -178,12 +190,12 @@ class _DocumentParser:
 
     def _persona_version(self, data: object, path: str) -> PersonaVersionEntry:
         entry = self._mapping(data, path, _VERSION_KEYS, required=("version",))
-        version_path = _join(path, "version")
+        version_path = join_path(path, "version")
         version = validate_version(
             self._string(entry["version"], version_path), version_path
         )
         # A version always has a config; null or absent means one with nothing set.
-        config = self._channel_config(entry.get("config"), _join(path, "config"))
+        config = self._channel_config(entry.get("config"), join_path(path, "config"))
         return PersonaVersionEntry(version, config or ChannelConfig())
 
     def _channel_config(self, data: object, path: str) -> ChannelConfig | None:
@@ -195,7 +207,7 @@ class _DocumentParser:
         for descriptor in _CHANNEL_FIELDS:
             value = entry.get(descriptor.name)
             if value is not None:
-                field_path = _join(path, descriptor.name)
+                field_path = join_path(path, descriptor.name)
                 self._set_channel_field(config, descriptor, value, field_path)
         validate_channel_config(config, path)
         return config
@@ -234,7 +246,7 @@ class _DocumentParser:
         entry = self._mapping(data, path, names)
         values: dict[str, Any] = {}
         for name, value in entry.items():
-            item_path = _join(path, name)
+            item_path = join_path(path, name)
             hint = hints[name]
             if hint is str:
                 values[name] = self._string(value, item_path)
@@ -242,7 +254,9 @@ class _DocumentParser:
                 values[name] = self._integer(value, item_path, 0, MAX_SETTING_VALUE)
             elif hint is float:
                 positive = name in _POSITIVE_SETTINGS
-                values[name] = self._float(value, item_path, positive=positive)
+                values[name] = self._float(
+                    value, item_path, positive=positive, maximum=MAX_SETTING_VALUE
+                )
             elif hint == dict[str, str]:
                 values[name] = self._prefix_map(value, item_path)
             else:
@@ -267,135 +281,13 @@ class _DocumentParser:
             result[key] = code
         return result
 
-    def _mapping(
-        self,
-        data: object,
-        path: str,
-        keys: typing.Sequence[str] | None,
-        required: tuple[str, ...] = (),
-    ) -> dict[Any, Any]:
-        """Return `data` as a dict after checking its keys; `keys` None accepts any."""
-        where = path or "the document"
-        if not isinstance(data, dict):
-            message = f"{where} must be a mapping, not {_describe(data)}"
-            raise invalid_argument(path or "config", message)
-        self._spend(len(data), where)
-        if keys is not None:
-            for key in data:
-                if key not in keys:
-                    key_path = _join(path, _key_text(key))
-                    raise invalid_argument(
-                        key_path,
-                        f"{key_path} is not a known key; accepted keys in {where}: "
-                        f"{', '.join(keys)}",
-                    )
-        for key in required:
-            if data.get(key) is None:
-                key_path = _join(path, key)
-                raise invalid_argument(
-                    key_path, f"{key_path} is missing; it is required"
-                )
-        return data
-
-    def _sequence(self, data: object, path: str) -> list[tuple[str, object]]:
-        """Return `(path, item)` pairs of a list; null or absent is the empty list."""
-        if data is None:
-            return []
-        if not isinstance(data, list):
-            raise invalid_argument(
-                path, f"{path} must be a list, not {_describe(data)}"
-            )
-        self._spend(len(data), path)
-        return [(f"{path}[{index}]", item) for index, item in enumerate(data)]
-
-    def _spend(self, count: int, path: str) -> None:
-        self._values_left -= count
-        if self._values_left < 0:
-            raise invalid_argument(
-                path,
-                f"the document expands to more than {MAX_DOCUMENT_VALUES:,} list items "
-                "and mapping entries (YAML aliases count once per use); "
-                "split it into smaller documents",
-            )
-
-    def _string(self, data: object, path: str) -> str:
-        if isinstance(data, str):
-            return data
-        hint = "; put the value in quotes" if isinstance(data, int | float) else ""
-        raise invalid_argument(
-            path, f"{path} must be a string, not {_describe(data)}{hint}"
-        )
-
-    def _integer(self, data: object, path: str, minimum: int, maximum: int) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise invalid_argument(
-                path, f"{path} must be an integer, not {_describe(data)}"
-            )
-        if not minimum <= data <= maximum:
-            message = f"{path} is {_shorten(data)}; accepted values are {minimum} to {maximum:,}"
-            raise invalid_argument(path, message)
-        return data
-
-    def _float(self, data: object, path: str, *, positive: bool) -> float:
-        if isinstance(data, bool) or not isinstance(data, int | float):
-            raise invalid_argument(
-                path, f"{path} must be a number, not {_describe(data)}"
-            )
-        number = float(data)
-        too_small = number <= 0 if positive else number < 0
-        if not math.isfinite(number) or too_small or number > MAX_SETTING_VALUE:
-            lower = "greater than 0" if positive else "at least 0"
-            limit = f"{MAX_SETTING_VALUE:,}"
-            message = (
-                f"{path} is {_shorten(data)}; it must be {lower} and at most {limit}"
-            )
-            raise invalid_argument(path, message)
-        return number
-
-    def _boolean(self, data: object, path: str) -> bool:
-        if isinstance(data, bool):
-            return data
-        raise invalid_argument(
-            path, f"{path} must be true or false, not {_describe(data)}"
-        )
-
-
-_TYPE_NAMES = {
-    bool: "boolean",
-    int: "integer",
-    float: "number",
-    str: "string",
-    list: "list",
-    dict: "mapping",
-}
-
-
-def _describe(data: object) -> str:
-    """Describe a YAML value for an error message, such as `the integer 42`."""
-    if data is None:
-        return "null"
-    name = _TYPE_NAMES.get(type(data), type(data).__name__)
-    if isinstance(data, list | dict):
-        return f"a {name}"
-    value_text = quote_value(data) if isinstance(data, str) else _shorten(data)
-    return f"the {name} {value_text}"
-
-
-def _shorten(value: object) -> str:
-    """Return `str(value)` cut to 40 characters, so a huge value cannot flood a message."""
-    text = str(value)
-    return text if len(text) <= 40 else text[:40] + "..."
-
-
-def _key_text(key: object) -> str:
-    """Write a mapping key for a path: plain if it is a short identifier, else quoted."""
-    if isinstance(key, str) and _IDENTIFIER_KEY.fullmatch(key):
-        return key
-    return _shorten(repr(key))
-
 
 def _check_unique_ids(document: ConfigDocument) -> None:
-    """Reject an account, key, number, persona or persona version listed twice."""
+    """Reject an account, key, number, persona, version or definition listed twice.
+
+    Definition ids are scoped to their account, so two accounts may both list
+    a pathway `intake`.
+    """
     seen: dict[str, str] = {}
 
     def claim(identity: str, path: str, description: str) -> None:
@@ -425,3 +317,19 @@ def _check_unique_ids(document: ConfigDocument) -> None:
                 version_path = f"{persona_path}.versions[{version_index}]"
                 identity = f"version:{persona.id}:{version.version}"
                 claim(identity, version_path, f"version {version.version!r}")
+        for pathway_index, pathway in enumerate(account.pathways):
+            pathway_path = f"{path}.pathways[{pathway_index}]"
+            pathway_identity = f"pathway:{account.id}:{pathway.id}"
+            claim(pathway_identity, pathway_path, f"pathway {pathway.id!r}")
+            for version_index, pathway_version in enumerate(pathway.versions):
+                version_path = f"{pathway_path}.versions[{version_index}]"
+                identity = f"{pathway_identity}:{pathway_version.version}"
+                claim(identity, version_path, f"version {pathway_version.version!r}")
+        for schema_index, schema in enumerate(account.citation_schemas):
+            schema_path = f"{path}.citation_schemas[{schema_index}]"
+            identity = f"citation_schema:{account.id}:{schema.id}"
+            claim(identity, schema_path, f"citation schema {schema.id!r}")
+        for outcome_index, outcome in enumerate(account.outcomes):
+            outcome_path = f"{path}.outcomes[{outcome_index}]"
+            identity = f"outcome:{account.id}:{outcome.id}"
+            claim(identity, outcome_path, f"outcome {outcome.id!r}")

@@ -15,11 +15,12 @@ from server.validation import json_to_struct, struct_to_json
 _CONVERSATION_COLUMNS = (
     "id, account_id, agent_number, user_number, channel, state, end_reason, persona_id,"
     " persona_version, config, overrides, metadata, request_data, current_node_id,"
-    " created_at, updated_at, ended_at"
+    " created_at, updated_at, ended_at, variables, handed_off, end_actor,"
+    " resolved_pathway_version, results"
 )
 _MESSAGE_COLUMNS = (
     "id, conversation_id, sender, text, status, error_code, segments, encoding,"
-    " carrier_message_id, history, created_at, updated_at"
+    " carrier_message_id, history, created_at, updated_at, author"
 )
 
 
@@ -45,7 +46,15 @@ def conversation_from_row(row: Row) -> types_pb2.Conversation:
         current_node_id=row["current_node_id"],
         created_at=timestamp_from_ms(row["created_at"]),
         updated_at=timestamp_from_ms(row["updated_at"]),
+        variables=json_to_struct(row["variables"]),
+        handed_off=bool(row["handed_off"]),
+        end_actor=row["end_actor"],
+        resolved_pathway_version=row["resolved_pathway_version"],
     )
+    if row["results"] is not None:
+        results = types_pb2.Conversation.FromString(row["results"])
+        conversation.citations.extend(results.citations)
+        conversation.outcomes.extend(results.outcomes)
     if row["ended_at"] is not None:
         conversation.ended_at.CopyFrom(timestamp_from_ms(row["ended_at"]))
     return conversation
@@ -65,6 +74,7 @@ def message_from_row(row: Row) -> types_pb2.Message:
         history=bool(row["history"]),
         created_at=timestamp_from_ms(row["created_at"]),
         updated_at=timestamp_from_ms(row["updated_at"]),
+        author=row["author"],
     )
 
 
@@ -122,7 +132,7 @@ async def insert_conversation(
     conversation.updated_at.CopyFrom(timestamp_from_ms(now_ms))
     await transaction.execute(
         f"INSERT INTO conversations ({_CONVERSATION_COLUMNS})"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
         (
             conversation.id,
             conversation.account_id,
@@ -140,6 +150,7 @@ async def insert_conversation(
             conversation.current_node_id,
             now_ms,
             now_ms,
+            *_state_columns(conversation),
         ),
     )
 
@@ -157,7 +168,8 @@ async def update_conversation(
     await transaction.execute(
         "UPDATE conversations SET state = ?, end_reason = ?, persona_id = ?,"
         " persona_version = ?, config = ?, overrides = ?, metadata = ?, request_data = ?,"
-        " current_node_id = ?, updated_at = ?, ended_at = ? WHERE id = ?",
+        " current_node_id = ?, updated_at = ?, ended_at = ?, variables = ?, handed_off = ?,"
+        " end_actor = ?, resolved_pathway_version = ?, results = ? WHERE id = ?",
         (
             conversation.state,
             conversation.end_reason,
@@ -170,6 +182,7 @@ async def update_conversation(
             conversation.current_node_id,
             now_ms,
             ended_at,
+            *_state_columns(conversation),
             conversation.id,
         ),
     )
@@ -182,7 +195,7 @@ async def insert_message(
     message.updated_at.CopyFrom(timestamp_from_ms(now_ms))
     await transaction.execute(
         f"INSERT INTO messages ({_MESSAGE_COLUMNS}, account_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             message.id,
             message.conversation_id,
@@ -196,6 +209,7 @@ async def insert_message(
             int(message.history),
             now_ms,
             now_ms,
+            message.author,
             account_id,
         ),
     )
@@ -213,14 +227,53 @@ async def load_message(
 
 
 async def find_message_by_carrier_id(
-    reader: Reader, carrier_message_id: str, sender: types_pb2.Sender.ValueType
+    reader: Reader,
+    carrier_message_id: str,
+    sender: types_pb2.Sender.ValueType,
+    account_id: str | None,
 ) -> tuple[types_pb2.Message, str] | None:
-    row = await reader.fetchone(
-        f"SELECT {_MESSAGE_COLUMNS}, account_id FROM messages"
-        " WHERE sender = ? AND carrier_message_id = ?",
-        (sender, carrier_message_id),
-    )
+    """Find a message by carrier id, within one account unless `account_id` is None."""
+    if account_id is None:
+        row = await reader.fetchone(
+            f"SELECT {_MESSAGE_COLUMNS}, account_id FROM messages"
+            " WHERE sender = ? AND carrier_message_id = ? LIMIT 1",
+            (sender, carrier_message_id),
+        )
+    else:
+        row = await reader.fetchone(
+            f"SELECT {_MESSAGE_COLUMNS}, account_id FROM messages"
+            " WHERE account_id = ? AND sender = ? AND carrier_message_id = ?",
+            (account_id, sender, carrier_message_id),
+        )
     return None if row is None else (message_from_row(row), row["account_id"])
+
+
+def _state_columns(conversation: types_pb2.Conversation) -> tuple[object, ...]:
+    """Values of the pathway, handoff and result columns, in column order."""
+    results = None
+    if conversation.citations or conversation.outcomes:
+        holder = types_pb2.Conversation(
+            citations=conversation.citations, outcomes=conversation.outcomes
+        )
+        results = holder.SerializeToString(deterministic=True)
+    return (
+        struct_to_json(conversation.variables),
+        int(conversation.handed_off),
+        conversation.end_actor,
+        conversation.resolved_pathway_version,
+        results,
+    )
+
+
+async def load_transcript(
+    reader: Reader, conversation_id: str
+) -> list[types_pb2.Message]:
+    """Return every message of the conversation in the order it was stored."""
+    rows = await reader.fetchall(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
+        (conversation_id,),
+    )
+    return [message_from_row(row) for row in rows]
 
 
 def metadata_dict(conversation: types_pb2.Conversation) -> dict[str, object]:

@@ -35,8 +35,8 @@ from server.errors import (
     not_found,
     permission_denied,
 )
-from server.ledger import charge_message
 from server.lifecycle import Lifecycle
+from server.outbound import send_agent_text
 from server.resolution import check_timers, resolve_config
 from server.segments import count_segments
 from server.turns import (
@@ -84,14 +84,6 @@ class Conversations:
     ) -> conversation_pb2.SendMessageResponse:
         turn = validate_turn(request)
         validate_text(request.agent_message, "agent_message", MAX_MESSAGE_CHARS)
-        if not request.agent_message:
-            # NOTE: pathway-generated replies are not built yet, so a send
-            # must carry its text.
-            raise failed_precondition(
-                "AGENT_MESSAGE_REQUIRED",
-                "agent_message is empty and pathway-generated replies are not available;"
-                " send the text in agent_message.",
-            )
         fingerprint = (
             idempotency.request_fingerprint("SendMessage", request) if key else ""
         )
@@ -112,7 +104,7 @@ class Conversations:
             conversation = await self._prepare(
                 tx, account_id, turn, request, now, end_reason="NEW_CONVERSATION"
             )
-            message = await self._send_agent_text(
+            message = await self._send_turn(
                 tx, conversation, request.agent_message, now
             )
             response = conversation_pb2.SendMessageResponse(
@@ -125,6 +117,35 @@ class Conversations:
                     tx, account_id, key, fingerprint, response, now
                 )
         return response
+
+    async def _send_turn(
+        self, tx: Transaction, conversation: types_pb2.Conversation, text: str, now: int
+    ) -> types_pb2.Message:
+        """Send `text`, or the pathway's reply of the current node when it is empty."""
+        lifecycle = self._lifecycle
+        if text:
+            message = await send_agent_text(
+                self._components, tx, conversation, text, now
+            )
+            await lifecycle.after_agent_message(tx, conversation, now)
+            return message
+        if conversation.handed_off:
+            raise failed_precondition(
+                "HANDED_OFF",
+                f"conversation {conversation.id} is handed off to a human, so the agent"
+                " does not reply; send agent_message or resume the conversation.",
+            )
+        reply = await lifecycle.replies.first_reply(tx, conversation)
+        if not reply.text:
+            raise failed_precondition(
+                "EMPTY_REPLY",
+                f"node {conversation.current_node_id!r} of pathway"
+                f" {conversation.config.pathway_id!r} rendered empty text; send"
+                " agent_message or give the node a text.",
+            )
+        sent = await lifecycle.send_reply(tx, conversation, reply, now)
+        assert sent is not None, "a reply with text always sends a message"
+        return sent
 
     async def create_conversation(
         self,
@@ -240,46 +261,6 @@ class Conversations:
                 now_ms=now,
             )
         return conversation
-
-    async def _send_agent_text(
-        self, tx: Transaction, conversation: types_pb2.Conversation, text: str, now: int
-    ) -> types_pb2.Message:
-        """Store, charge and queue one outbound agent message."""
-        count = count_segments(text)
-        message = types_pb2.Message(
-            id=new_id("msg"),
-            conversation_id=conversation.id,
-            sender=types_pb2.SENDER_AGENT,
-            text=text,
-            status=types_pb2.MESSAGE_STATUS_QUEUED,
-            segments=count.segments,
-            encoding=count.encoding,
-        )
-        await insert_message(tx, message, conversation.account_id, now)
-        events = self._components.events
-        await events.append(
-            tx,
-            events_pb2.EVENT_TYPE_MESSAGE_CREATED,
-            conversation=conversation,
-            message=message,
-            now_ms=now,
-        )
-        await events.append(
-            tx,
-            events_pb2.EVENT_TYPE_MESSAGE_STATUS_CHANGED,
-            conversation=conversation,
-            message=message,
-            now_ms=now,
-        )
-        await charge_message(
-            tx,
-            conversation.account_id,
-            message,
-            self._components.settings.price_per_segment_micros,
-            now,
-        )
-        self._components.delivery.submit_after_commit(tx, message, conversation)
-        return message
 
     async def _store_history(
         self,

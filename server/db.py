@@ -71,10 +71,19 @@ class Database:
     @classmethod
     async def open(cls, path: str | Path) -> Database:
         """Open (creating if needed) the database file and apply migrations."""
+        if not await asyncio.to_thread(_usable_file_path, Path(path)):
+            raise OSError(
+                f"cannot open database {str(path)!r}: give a file path in an existing folder"
+            )
         writer = await _connect(path)
-        await writer.execute("PRAGMA journal_mode=WAL")
-        await _migrate(writer)
-        reader = await _connect(path)
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await _migrate(writer)
+            reader = await _connect(path)
+        except BaseException:
+            # aiosqlite's thread would otherwise keep the process alive.
+            await writer.close()
+            raise
         return cls(Path(path), writer, reader)
 
     async def close(self) -> None:
@@ -106,13 +115,21 @@ class Database:
         return list(await self._reader.execute_fetchall(sql, params))
 
 
+def _usable_file_path(path: Path) -> bool:
+    return path.parent.is_dir() and not path.is_dir()
+
+
 async def _connect(path: str | Path) -> aiosqlite.Connection:
     # isolation_level=None: transactions are opened explicitly with BEGIN.
     connection = await aiosqlite.connect(str(path), isolation_level=None)
-    connection.row_factory = aiosqlite.Row
-    await connection.execute("PRAGMA foreign_keys=ON")
-    await connection.execute("PRAGMA busy_timeout=5000")
-    await connection.execute("PRAGMA synchronous=NORMAL")
+    try:
+        connection.row_factory = aiosqlite.Row
+        await connection.execute("PRAGMA foreign_keys=ON")
+        await connection.execute("PRAGMA busy_timeout=5000")
+        await connection.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        await connection.close()
+        raise
     return connection
 
 

@@ -94,7 +94,8 @@ class Delivery:
                 log.info("message_resubmitted", message_id=outbound.message_id)
                 self._spawn(self._submit(outbound))
             else:
-                await self._carrier.track(outbound)
+                sent = row["status"] == types_pb2.MESSAGE_STATUS_SENT
+                await self._carrier.track(outbound, sent=sent)
 
     async def report(self, report: StatusReport) -> None:
         """Apply a report from the in-process carrier (the `StatusSink` role)."""
@@ -116,14 +117,19 @@ class Delivery:
         in-process carrier) finds any message.
         """
         if status not in _RANK:
+            name = (
+                types_pb2.MessageStatus.Name(status)
+                if status in types_pb2.MessageStatus.values()
+                else str(status)
+            )
             raise invalid_argument(
                 "status",
-                f"status {types_pb2.MessageStatus.Name(status)} cannot be reported; use SENT,"
-                " DELIVERED, UNDELIVERED or FAILED.",
+                f"status {name} cannot be reported; use SENT, DELIVERED, UNDELIVERED or"
+                " FAILED.",
             )
         async with self._database.transaction() as tx:
             now = self._clock.now_ms()
-            found = await _find_message(tx, message_id, carrier_message_id)
+            found = await _find_message(tx, message_id, carrier_message_id, account_id)
             if found is None or (account_id is not None and found[1] != account_id):
                 raise not_found(
                     "MESSAGE_NOT_FOUND", "No outbound message matches the report."
@@ -208,12 +214,12 @@ _ERROR_STATUSES = (
 
 
 async def _find_message(
-    tx: Transaction, message_id: str, carrier_message_id: str
+    tx: Transaction, message_id: str, carrier_message_id: str, account_id: str | None
 ) -> tuple[types_pb2.Message, str] | None:
     if message_id:
         return await load_message(tx, message_id)
     return await find_message_by_carrier_id(
-        tx, carrier_message_id, types_pb2.SENDER_AGENT
+        tx, carrier_message_id, types_pb2.SENDER_AGENT, account_id
     )
 
 

@@ -17,9 +17,11 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = frozenset({"api_key", "authorization", "key", "token", "password"})
-# A "+" followed by at least seven digits, possibly grouped: a phone number
-# quoted inside free text such as an error message.
-_PHONE_IN_TEXT = re.compile(r"\+\d[\d ()\-]{5,}\d")
+# Seven or more digits (any script), optionally after "+" and grouped by
+# single spaces, dots, slashes, dashes or parentheses: a phone number quoted
+# inside free text such as an error message. Long runs of digits that are
+# not phone numbers get masked too, which costs little in a log.
+_PHONE_IN_TEXT = re.compile(r"\+?\(?\d(?:[ .()/\-]{0,2}\d){6,}")
 
 
 def mask_number(number: str) -> str:
@@ -57,8 +59,8 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
             _scrub,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             renderer,
         ],

@@ -134,4 +134,53 @@ MIGRATIONS: list[str] = [
         value INTEGER NOT NULL
     );
     """,
+    # 2: pathway state, handoff and end results on conversations; pathway,
+    # citation schema and outcome definitions; durable timers.
+    """
+    ALTER TABLE conversations ADD COLUMN variables TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE conversations ADD COLUMN handed_off INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN end_actor TEXT NOT NULL DEFAULT '';
+    ALTER TABLE conversations ADD COLUMN resolved_pathway_version TEXT NOT NULL DEFAULT '';
+    -- A serialized Conversation holding only `citations` and `outcomes`.
+    ALTER TABLE conversations ADD COLUMN results BLOB;
+    ALTER TABLE messages ADD COLUMN author TEXT NOT NULL DEFAULT '';
+    CREATE TABLE pathway_versions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        pathway_id TEXT NOT NULL,
+        version TEXT NOT NULL,
+        definition BLOB NOT NULL,
+        published_at INTEGER NOT NULL,
+        UNIQUE (account_id, pathway_id, version)
+    );
+    CREATE TABLE citation_schemas (
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        id TEXT NOT NULL,
+        definition BLOB NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, id)
+    );
+    CREATE TABLE outcomes (
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        id TEXT NOT NULL,
+        definition BLOB NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, id)
+    );
+    -- Pending inactivity timers: kind is "warning" or "timeout".
+    CREATE TABLE timers (
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        kind TEXT NOT NULL,
+        due_at INTEGER NOT NULL,
+        PRIMARY KEY (conversation_id, kind)
+    );
+    CREATE INDEX timers_by_due ON timers(due_at);
+    """,
+    # 3: carrier message ids are unique per account, not across accounts.
+    """
+    DROP INDEX messages_by_carrier_id;
+    CREATE UNIQUE INDEX messages_by_carrier_id
+        ON messages(account_id, sender, carrier_message_id)
+        WHERE carrier_message_id IS NOT NULL;
+    """,
 ]

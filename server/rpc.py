@@ -19,6 +19,7 @@ import structlog
 from grpc_status import rpc_status
 
 from server.auth import Authenticator, Principal
+from server.decoding import MalformedRequest
 from server.errors import ParleyError
 from server.metrics import RPC_DURATION
 
@@ -50,6 +51,7 @@ def unary(
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(rpc=method)
         try:
+            _reject_malformed(request)
             principal = await self.authenticator.authenticate(
                 context.invocation_metadata() or ()
             )
@@ -88,6 +90,7 @@ def streaming(
         structlog.contextvars.bind_contextvars(rpc=method)
         log.info("stream_started")
         try:
+            _reject_malformed(request)
             principal = await self.authenticator.authenticate(
                 context.invocation_metadata() or ()
             )
@@ -108,6 +111,16 @@ def streaming(
             await _abort(context, failure)
 
     return wrapper
+
+
+def _reject_malformed(request: object) -> None:
+    if isinstance(request, MalformedRequest):
+        raise ParleyError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "MALFORMED_REQUEST",
+            f"The request bytes are not a valid message of this RPC: {request.error}."
+            " Strings must be valid UTF-8 and messages nested at most 100 deep.",
+        )
 
 
 async def _abort(context: Context, failure: ParleyError | None) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 from conftest import base_config
+from parley.v1 import events_pb2
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
@@ -102,6 +103,24 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)
+
+    def count_events(self, conversation_id: str, type_name: str) -> int:
+        """Count events of one type (`TIMED_OUT`, ...) of a conversation."""
+        event_type = events_pb2.EventType.Value("EVENT_TYPE_" + type_name)
+        with sqlite3.connect(self.database) as connection:
+            row = connection.execute(
+                "SELECT COUNT(*) FROM events WHERE conversation_id = ? AND type = ?",
+                (conversation_id, event_type),
+            ).fetchone()
+        return int(row[0])
+
+    def message_texts(self, conversation_id: str) -> list[str]:
+        with sqlite3.connect(self.database) as connection:
+            rows = connection.execute(
+                "SELECT text FROM messages WHERE conversation_id = ? ORDER BY seq",
+                (conversation_id,),
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def acme_sequences(self, after: int) -> list[int]:
         """Sequences of account acme's events after `after`, read from the file."""

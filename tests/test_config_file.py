@@ -375,3 +375,387 @@ def test_load_config_rejects_non_utf8(tmp_path: Path) -> None:
 
     assert caught.value.reason == "INVALID_CONFIG"
     assert "UTF-8" in caught.value.message
+
+
+PATHWAY_DEFINITION = {
+    "start_node_id": "ask",
+    "nodes": [
+        {
+            "id": "ask",
+            "text": "How many guests?",
+            "fallback_text": "Please send a number.",
+            "edges": [
+                {
+                    "target_node_id": "done",
+                    "keywords": ["guests", "people"],
+                    "regex": "[0-9]+",
+                    "expression": "reply_number >= 1",
+                    "captures": [
+                        {
+                            "variable": "party_size",
+                            "regex": "([0-9]+)",
+                            "type": "NUMBER",
+                        }
+                    ],
+                }
+            ],
+        },
+        {"id": "done", "text": "Booked.", "end": True, "end_reason": "BOOKED"},
+    ],
+}
+
+
+def definitions_account(**sections: object) -> dict[str, object]:
+    """An account entry with one pathway, schema and outcome, updated by `sections`."""
+    account: dict[str, object] = {
+        "id": "acme",
+        "pathways": [
+            {
+                "id": "booking",
+                "versions": [{"version": "1", "definition": PATHWAY_DEFINITION}],
+            }
+        ],
+        "citation_schemas": [
+            {
+                "id": "contact",
+                "variables": [
+                    {
+                        "name": "plan",
+                        "type": "ENUM",
+                        "enum_values": ["basic", "pro"],
+                        "rules": [{"regex": "(basic|pro)", "confidence": 0.7}],
+                    }
+                ],
+            }
+        ],
+        "outcomes": [
+            {
+                "id": "summary",
+                "script": "return transcript.length;",
+                "time_limit_ms": 250,
+                "memory_limit_mb": 16,
+            }
+        ],
+    }
+    account.update(sections)
+    return account
+
+
+def definitions_document(*accounts: dict[str, object]) -> str:
+    return yaml.safe_dump({"accounts": list(accounts or [definitions_account()])})
+
+
+def test_definition_sections_parsed() -> None:
+    account = parse_config(definitions_document()).accounts[0]
+
+    pathway = account.pathways[0]
+    assert pathway.id == "booking"
+    assert [version.version for version in pathway.versions] == ["1"]
+    definition = pathway.versions[0].definition
+    assert definition.start_node_id == "ask"
+    assert [node.id for node in definition.nodes] == ["ask", "done"]
+    edge = definition.nodes[0].edges[0]
+    assert list(edge.keywords) == ["guests", "people"]
+    assert edge.expression == "reply_number >= 1"
+    assert edge.captures[0].variable == "party_size"
+    assert edge.captures[0].type == "NUMBER"
+    assert definition.nodes[1].end is True
+    assert definition.nodes[1].end_reason == "BOOKED"
+
+    schema = account.citation_schemas[0]
+    assert schema.id == "contact"
+    assert schema.account_id == ""
+    assert list(schema.variables[0].enum_values) == ["basic", "pro"]
+    assert schema.variables[0].rules[0].confidence == 0.7
+
+    outcome = account.outcomes[0]
+    assert outcome.id == "summary"
+    assert outcome.script == "return transcript.length;"
+    assert outcome.time_limit_ms == 250
+    assert outcome.memory_limit_mb == 16
+
+
+def test_definition_sections_optional() -> None:
+    account = parse_config("accounts: [{id: acme, pathways: null}]").accounts[0]
+    assert account.pathways == ()
+    assert account.citation_schemas == ()
+    assert account.outcomes == ()
+
+
+def test_definition_unknown_key_names_path() -> None:
+    definition = yaml.safe_load(yaml.safe_dump(PATHWAY_DEFINITION))
+    definition["nodes"][0]["edges"][0]["captures"][0]["varname"] = "x"
+    pathways = [
+        {"id": "booking", "versions": [{"version": "1", "definition": definition}]}
+    ]
+    error = rejected(definitions_document(definitions_account(pathways=pathways)))
+
+    path = (
+        "accounts[0].pathways[0].versions[0].definition.nodes[0].edges[0]"
+        ".captures[0].varname"
+    )
+    assert error.reason == "INVALID_CONFIG"
+    assert f"{path} is not a known key" in error.message
+    assert "variable, regex, type" in error.message
+    assert [violation.field for violation in error.violations] == [path]
+
+
+@pytest.mark.parametrize(
+    ("sections", "fragment"),
+    [
+        (
+            {"pathways": [{"id": "booking", "versions": [], "owner": "x"}]},
+            "accounts[0].pathways[0].owner is not a known key",
+        ),
+        (
+            {"outcomes": [{"id": "summary", "script": "return 1;", "account_id": "a"}]},
+            "accounts[0].outcomes[0].account_id is not a known key",
+        ),
+        (
+            {"citation_schemas": [{"id": "contact", "updated_at": 5}]},
+            "accounts[0].citation_schemas[0].updated_at is not a known key",
+        ),
+        (
+            {
+                "outcomes": [
+                    {"id": "summary", "script": "return 1;", "time_limit_ms": "500"}
+                ]
+            },
+            "accounts[0].outcomes[0].time_limit_ms must be an integer",
+        ),
+        (
+            {
+                "outcomes": [
+                    {"id": "summary", "script": "return 1;", "memory_limit_mb": -1}
+                ]
+            },
+            "accounts[0].outcomes[0].memory_limit_mb is -1",
+        ),
+        (
+            {"outcomes": [{"id": "summary"}]},
+            "accounts[0].outcomes[0].script is missing",
+        ),
+        ({"outcomes": {"id": "summary"}}, "accounts[0].outcomes must be a list"),
+        (
+            {"pathways": [{"id": "booking"}]},
+            "accounts[0].pathways[0].versions is missing",
+        ),
+        (
+            {"pathways": [{"id": "booking", "versions": []}]},
+            "accounts[0].pathways[0].versions is empty",
+        ),
+        (
+            {"pathways": [{"id": "booking", "versions": [{"version": "1"}]}]},
+            "accounts[0].pathways[0].versions[0].definition is missing",
+        ),
+        (
+            {"pathways": [{"id": "book ing", "versions": [{"version": "1"}]}]},
+            "accounts[0].pathways[0].id",
+        ),
+        (
+            {
+                "pathways": [
+                    {
+                        "id": "booking",
+                        "versions": [{"version": 1, "definition": PATHWAY_DEFINITION}],
+                    }
+                ]
+            },
+            "accounts[0].pathways[0].versions[0].version must be a string",
+        ),
+        (
+            {
+                "pathways": [
+                    {
+                        "id": "booking",
+                        "versions": [
+                            {
+                                "version": "1",
+                                "definition": {
+                                    "start_node_id": "a",
+                                    "nodes": [{"end": "yes"}],
+                                },
+                            }
+                        ],
+                    }
+                ]
+            },
+            "accounts[0].pathways[0].versions[0].definition.nodes[0].end must be true or false",
+        ),
+        (
+            {
+                "pathways": [
+                    {
+                        "id": "booking",
+                        "versions": [
+                            {
+                                "version": "1",
+                                "definition": {
+                                    "start_node_id": "a",
+                                    "nodes": [
+                                        {"id": "a", "edges": [{"keywords": "yes"}]}
+                                    ],
+                                },
+                            }
+                        ],
+                    }
+                ]
+            },
+            "definition.nodes[0].edges[0].keywords must be a list",
+        ),
+        (
+            {
+                "citation_schemas": [
+                    {
+                        "id": "contact",
+                        "variables": [
+                            {
+                                "name": "a",
+                                "type": "STRING",
+                                "rules": [{"confidence": 1.5}],
+                            }
+                        ],
+                    }
+                ]
+            },
+            "accounts[0].citation_schemas[0].variables[0].rules[0].confidence is 1.5",
+        ),
+        (
+            {
+                "citation_schemas": [
+                    {"id": "contact", "variables": [{"enum_values": [1]}]}
+                ]
+            },
+            "accounts[0].citation_schemas[0].variables[0].enum_values[0] must be a string",
+        ),
+    ],
+)
+def test_bad_definition_value_rejected(
+    sections: dict[str, object], fragment: str
+) -> None:
+    error = rejected(definitions_document(definitions_account(**sections)))
+    assert error.reason == "INVALID_CONFIG"
+    assert fragment in error.message
+
+
+def test_invalid_pathway_names_yaml_path() -> None:
+    definition = yaml.safe_load(yaml.safe_dump(PATHWAY_DEFINITION))
+    definition["nodes"][0]["edges"][0]["target_node_id"] = "nowhere"
+    pathways = [
+        {"id": "booking", "versions": [{"version": "1", "definition": definition}]}
+    ]
+    error = rejected(definitions_document(definitions_account(pathways=pathways)))
+
+    edge_path = "accounts[0].pathways[0].versions[0].definition.nodes[0].edges[0]"
+    assert error.reason == "INVALID_PATHWAY"
+    assert error.message.startswith(f"test.yaml: {edge_path}")
+    assert error.violations[0].field.startswith(edge_path)
+
+
+def test_invalid_citation_schema_names_yaml_path() -> None:
+    schemas = [{"id": "contact", "variables": [{"name": "a", "type": "COLOUR"}]}]
+    error = rejected(
+        definitions_document(definitions_account(citation_schemas=schemas))
+    )
+
+    assert error.reason == "INVALID_CITATION_SCHEMA"
+    assert "accounts[0].citation_schemas[0].variables[0].type" in error.message
+
+
+def test_outcome_syntax_error_names_yaml_path() -> None:
+    outcomes = [{"id": "summary", "script": "return {;"}]
+    error = rejected(definitions_document(definitions_account(outcomes=outcomes)))
+
+    assert error.reason == "INVALID_OUTCOME_SCRIPT"
+    assert [violation.field for violation in error.violations] == [
+        "accounts[0].outcomes[0].script"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sections", "fragment"),
+    [
+        (
+            {
+                "pathways": [
+                    {
+                        "id": "booking",
+                        "versions": [
+                            {"version": "1", "definition": PATHWAY_DEFINITION}
+                        ],
+                    },
+                    {
+                        "id": "booking",
+                        "versions": [
+                            {"version": "2", "definition": PATHWAY_DEFINITION}
+                        ],
+                    },
+                ]
+            },
+            "accounts[0].pathways[1]: pathway 'booking' is already listed",
+        ),
+        (
+            {
+                "pathways": [
+                    {
+                        "id": "booking",
+                        "versions": [
+                            {"version": "1", "definition": PATHWAY_DEFINITION},
+                            {"version": "1", "definition": PATHWAY_DEFINITION},
+                        ],
+                    }
+                ]
+            },
+            "accounts[0].pathways[0].versions[1]: version '1' is already listed",
+        ),
+        (
+            {
+                "outcomes": [
+                    {"id": "a", "script": "return 1;"},
+                    {"id": "a", "script": "return 2;"},
+                ]
+            },
+            "accounts[0].outcomes[1]: outcome 'a' is already listed",
+        ),
+        (
+            {
+                "citation_schemas": [
+                    {
+                        "id": "c",
+                        "variables": [
+                            {
+                                "name": "a",
+                                "type": "STRING",
+                                "rules": [{"preset": "EMAIL"}],
+                            }
+                        ],
+                    },
+                    {
+                        "id": "c",
+                        "variables": [
+                            {
+                                "name": "b",
+                                "type": "STRING",
+                                "rules": [{"preset": "EMAIL"}],
+                            }
+                        ],
+                    },
+                ]
+            },
+            "accounts[0].citation_schemas[1]: citation schema 'c' is already listed",
+        ),
+    ],
+)
+def test_duplicate_definition_rejected(
+    sections: dict[str, object], fragment: str
+) -> None:
+    error = rejected(definitions_document(definitions_account(**sections)))
+    assert error.reason == "INVALID_CONFIG"
+    assert fragment in error.message
+
+
+def test_same_definition_ids_in_two_accounts() -> None:
+    text = definitions_document(definitions_account(), definitions_account(id="globex"))
+    accounts = parse_config(text).accounts
+    assert [account.pathways[0].id for account in accounts] == ["booking", "booking"]
+    assert [account.outcomes[0].id for account in accounts] == ["summary", "summary"]

@@ -393,11 +393,6 @@ class TestFieldsAndCharges:
         assert ledger.entries[0].encoding == encoding
         assert ledger.total_amount_micros == segments * 7_500
 
-    async def test_empty_message_requires_text(self, stubs: Stubs) -> None:
-        error = await send_error(stubs, send_request(agent_message=""))
-        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert error_info(error).reason == "AGENT_MESSAGE_REQUIRED"
-
     @pytest.mark.parametrize(
         "field, value",
         [

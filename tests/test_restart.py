@@ -116,3 +116,38 @@ class TestResumeAcrossRestart:
             stream.cancel()
         assert live == server_process.acme_sequences(cursor)[:3]
         assert live[0] > cursor
+
+
+class TestTimersAcrossRestart:
+    async def test_due_timer_fires_once_after_crash(
+        self, server_process: ServerProcess
+    ) -> None:
+        """A timeout that came due while the server was down fires once at start-up."""
+        async with grpc.aio.insecure_channel(server_process.address) as channel:
+            sent = await Stubs(channel).conversations.SendMessage(
+                conversation_pb2.SendMessageRequest(
+                    agent_number=ACME_NUMBER,
+                    user_number=USER_NUMBER,
+                    agent_message="Table ready",
+                    timeout_seconds=2,
+                    warning_seconds=0,
+                    timeout_message="Closing this chat.",
+                ),
+                metadata=ACME,
+            )
+        server_process.stop(signal.SIGKILL)
+        await asyncio.sleep(2.5)
+        await server_process.start()
+        for _ in range(200):
+            if server_process.count_events(sent.conversation_id, "CONVERSATION_ENDED"):
+                break
+            await asyncio.sleep(0.05)
+        server_process.stop(signal.SIGTERM)
+        await server_process.start()
+        await asyncio.sleep(1.0)
+        assert server_process.count_events(sent.conversation_id, "TIMED_OUT") == 1
+        assert (
+            server_process.count_events(sent.conversation_id, "CONVERSATION_ENDED") == 1
+        )
+        texts = server_process.message_texts(sent.conversation_id)
+        assert texts == ["Table ready", "Closing this chat."]

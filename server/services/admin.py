@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING
 
 import structlog
-from parley.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+from parley.v1 import admin_pb2, types_pb2
 
 from server.auth import Principal, generate_key
 from server.config_apply import (
@@ -31,7 +30,6 @@ from server.config_model import (
     validate_display_name,
     validate_version,
 )
-from server.db import Database
 from server.errors import (
     already_exists,
     invalid_argument,
@@ -41,43 +39,20 @@ from server.errors import (
 from server.paging import encode_token, page_size
 from server.rpc import Context, unary
 from server.services import admin_records as records
+from server.services.admin_definitions import DefinitionsServicer
 from server.timeutil import timestamp_from_ms
 from server.validation import normalize_e164, quote_value, validate_uuid
-
-if TYPE_CHECKING:
-    from server.app import Components
 
 log = structlog.get_logger("parley.admin")
 
 MAX_CONFIG_BYTES = 1024 * 1024
 
 
-class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    """Implements AdminService on the shared database."""
+class AdminServicer(DefinitionsServicer):
+    """Implements AdminService on the shared database.
 
-    def __init__(self, components: Components) -> None:
-        self.components = components
-        self.authenticator = components.authenticator
-
-    @property
-    def _database(self) -> Database:
-        return self.components.database
-
-    def _now_ms(self) -> int:
-        return self.components.clock.now_ms()
-
-    async def _account_id(self, principal: Principal, requested: str) -> str:
-        """Return the account the call acts on; NOT_FOUND for an unknown account."""
-        account_id = principal.resolve_account(requested)
-        if principal.is_operator and not await records.account_exists(
-            self._database, account_id
-        ):
-            raise not_found(
-                "ACCOUNT_NOT_FOUND",
-                f"Account {quote_value(account_id)} does not exist;"
-                " ListAccounts shows the accounts.",
-            )
-        return account_id
+    The pathway, citation schema and outcome RPCs live in `DefinitionsServicer`.
+    """
 
     @unary
     async def CreateAccount(

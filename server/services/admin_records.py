@@ -218,7 +218,7 @@ def usage_position(token: str) -> int | None:
 
     None means the first page.
     """
-    position = decode_token(token, 1)
+    position = decode_token(token, (int,))
     if position is None:
         return None
     last_id = position[0]

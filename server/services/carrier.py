@@ -8,7 +8,7 @@ from parley.v1 import carrier_pb2, carrier_pb2_grpc
 
 from server.auth import Principal
 from server.errors import invalid_argument
-from server.lifecycle import InboundText, Lifecycle
+from server.inbound import InboundText
 from server.rpc import Context, unary
 from server.turns import MAX_MESSAGE_CHARS, validate_channel
 from server.validation import normalize_e164, validate_text
@@ -23,7 +23,7 @@ class CarrierServicer(carrier_pb2_grpc.CarrierServiceServicer):
     def __init__(self, components: Components) -> None:
         self.components = components
         self.authenticator = components.authenticator
-        self.lifecycle = Lifecycle(components)
+        self.lifecycle = components.lifecycle
 
     @unary
     async def ReceiveMessage(
@@ -50,6 +50,9 @@ class CarrierServicer(carrier_pb2_grpc.CarrierServiceServicer):
         context: Context,
         principal: Principal,
     ) -> carrier_pb2.ReportStatusResponse:
+        # Delivery reports move money (a FAILED report refunds the charge), so
+        # only the carrier's operator key may send them.
+        principal.require_operator()
         if bool(request.message_id) == bool(request.carrier_message_id):
             raise invalid_argument(
                 "message_id",
@@ -64,7 +67,7 @@ class CarrierServicer(carrier_pb2_grpc.CarrierServiceServicer):
             request.carrier_message_id,
             request.status,
             request.error_code,
-            principal.account_id,
+            None,
         )
         return carrier_pb2.ReportStatusResponse(message=message, applied=applied)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from parley.v1 import conversation_pb2, conversation_pb2_grpc, types_pb2
 
 from server.auth import Principal
+from server.conversation_actions import MAX_ACTOR_CHARS, ConversationActions
 from server.conversation_store import (
     conversation_from_row,
     load_conversation,
@@ -16,10 +17,9 @@ from server.conversation_store import (
 from server.conversations import Conversations
 from server.errors import invalid_argument, not_found
 from server.idempotency import resolve_key
-from server.lifecycle import Lifecycle
 from server.paging import decode_token, encode_token, page_size
 from server.rpc import Context, unary
-from server.validation import metadata_matches, normalize_e164
+from server.validation import metadata_matches, normalize_e164, validate_text
 
 if TYPE_CHECKING:
     from server.app import Components
@@ -28,13 +28,17 @@ if TYPE_CHECKING:
 # page requested, so a filter that matches nothing cannot scan forever; the
 # page may then be short, with a next_page_token to continue.
 _SCAN_FACTOR = 10
+# A page stops growing at about this size, well below the 4 MiB that gRPC
+# clients accept by default, and hands out a token for the rest.
+MAX_RESPONSE_BYTES = 3 * 1024 * 1024
 
 
 class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
     def __init__(self, components: Components) -> None:
         self.components = components
         self.authenticator = components.authenticator
-        self.conversations = Conversations(Lifecycle(components))
+        self.conversations = Conversations(components.lifecycle)
+        self.actions = ConversationActions(components.lifecycle)
 
     @unary
     async def SendMessage(
@@ -78,7 +82,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         account_id = principal.require_account()
         limit = page_size(request.page_size)
         where, params = _conversation_filters(account_id, request)
-        position = decode_token(request.page_token, 2)
+        position = decode_token(request.page_token, (int, str))
         if position is not None:
             where.append("(created_at < ? OR (created_at = ? AND id < ?))")
             params += [position[0], position[0], position[1]]
@@ -91,13 +95,19 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         )
         response = conversation_pb2.ListConversationsResponse()
         last_row = None
+        response_bytes = 0
         for row in rows[:scan]:
-            last_row = row
             if request.metadata and not metadata_matches(
                 json.loads(row["metadata"]), request.metadata
             ):
+                last_row = row
                 continue
-            response.conversations.append(conversation_from_row(row))
+            conversation = conversation_from_row(row)
+            response_bytes += conversation.ByteSize()
+            if response.conversations and response_bytes > MAX_RESPONSE_BYTES:
+                break
+            last_row = row
+            response.conversations.append(conversation)
             if len(response.conversations) == limit:
                 break
         # Rows remain beyond the last one examined: hand out a token to continue.
@@ -117,7 +127,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         account_id = principal.require_account()
         await self._owned_conversation(account_id, request.conversation_id)
         limit = page_size(request.page_size)
-        position = decode_token(request.page_token, 1)
+        position = decode_token(request.page_token, (int,))
         after = int(position[0]) if position is not None else 0
         rows = await self.components.database.fetchall(
             "SELECT * FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -129,6 +139,69 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         if len(rows) > limit:
             response.next_page_token = encode_token([rows[limit - 1]["seq"]])
         return response
+
+    @unary
+    async def EndConversation(
+        self,
+        request: conversation_pb2.EndConversationRequest,
+        context: Context,
+        principal: Principal,
+    ) -> types_pb2.Conversation:
+        return await self.actions.end(principal.require_account(), request)
+
+    @unary
+    async def HandoffConversation(
+        self,
+        request: conversation_pb2.HandoffConversationRequest,
+        context: Context,
+        principal: Principal,
+    ) -> types_pb2.Conversation:
+        actor = validate_text(request.actor, "actor", MAX_ACTOR_CHARS)
+        return await self.components.lifecycle.set_handoff(
+            principal.require_account(), request.conversation_id, True, actor
+        )
+
+    @unary
+    async def ResumeConversation(
+        self,
+        request: conversation_pb2.ResumeConversationRequest,
+        context: Context,
+        principal: Principal,
+    ) -> types_pb2.Conversation:
+        return await self.components.lifecycle.set_handoff(
+            principal.require_account(), request.conversation_id, False, ""
+        )
+
+    @unary
+    async def AddMessage(
+        self,
+        request: conversation_pb2.AddMessageRequest,
+        context: Context,
+        principal: Principal,
+    ) -> conversation_pb2.AddMessageResponse:
+        account_id = principal.require_account()
+        key = resolve_key(request.idempotency_key, context.invocation_metadata() or ())
+        return await self.actions.add_message(account_id, request, key)
+
+    @unary
+    async def RunCitationSchema(
+        self,
+        request: conversation_pb2.RunCitationSchemaRequest,
+        context: Context,
+        principal: Principal,
+    ) -> conversation_pb2.RunCitationSchemaResponse:
+        return await self.actions.run_citation_schema(
+            principal.require_account(), request
+        )
+
+    @unary
+    async def RunOutcome(
+        self,
+        request: conversation_pb2.RunOutcomeRequest,
+        context: Context,
+        principal: Principal,
+    ) -> types_pb2.OutcomeResult:
+        return await self.actions.run_outcome(principal.require_account(), request)
 
     async def _owned_conversation(
         self, account_id: str, conversation_id: str

@@ -26,7 +26,7 @@ import structlog
 from parley.v1 import events_pb2, events_pb2_grpc
 
 from server.auth import Principal
-from server.errors import invalid_argument
+from server.errors import invalid_argument, unauthenticated
 from server.event_log import EventFilter, check_cursor, read_after
 from server.events import Subscription
 from server.metrics import SUBSCRIBERS
@@ -49,6 +49,8 @@ MAX_HEARTBEAT_SECONDS = 300
 # https://www.sqlite.org/limits.html#max_variable_number).
 MAX_FILTER_VALUES = 1000
 MAX_CONVERSATION_ID_CHARS = 128
+# How often an open stream checks that its API key was not revoked.
+KEY_RECHECK_SECONDS = 5.0
 
 _KNOWN_EVENT_TYPES = frozenset(events_pb2.EventType.values()) - {
     events_pb2.EVENT_TYPE_UNSPECIFIED
@@ -70,6 +72,9 @@ class _Stream:
     # True while a replay of the whole retained log has sent nothing, so a
     # concurrent retention run may move its start without losing anything.
     skip_pruned: bool
+    principal: Principal
+    # Event loop time when the stream last checked that its key is not revoked.
+    key_checked: float
 
 
 class EventServicer(events_pb2_grpc.EventServiceServicer):
@@ -103,6 +108,8 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
                 position=position,
                 last_sent=asyncio.get_running_loop().time(),
                 skip_pruned=after_sequence == 0,
+                principal=principal,
+                key_checked=asyncio.get_running_loop().time(),
             )
             async for response in self._run(stream):
                 yield response
@@ -121,6 +128,15 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
                 "INVALID_HEARTBEAT_SECONDS",
             )
         return float(requested)
+
+    async def _check_key(self, stream: _Stream) -> None:
+        """End the stream once its API key is revoked, checked every few seconds."""
+        now = asyncio.get_running_loop().time()
+        if now - stream.key_checked < KEY_RECHECK_SECONDS:
+            return
+        stream.key_checked = now
+        if await self.authenticator.is_revoked(stream.principal):
+            raise unauthenticated("The API key of this stream was revoked.")
 
     async def _run(self, stream: _Stream) -> AsyncIterator[Response]:
         while True:
@@ -144,6 +160,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
                 stream.filters,
                 skip_pruned=stream.skip_pruned,
             )
+            await self._check_key(stream)
             for event in page.events:
                 yield self._event_response(stream, event)
             stream.position = max(stream.position, page.last_scanned_sequence)
@@ -156,6 +173,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         """Send buffered live events until the buffer overflows or closes."""
         subscription = stream.subscription
         while not subscription.overflowed:
+            await self._check_key(stream)
             events = subscription.pop_all()
             if events:
                 for event in events:

@@ -298,10 +298,10 @@ class ParleyClient:
     ) -> AsyncGenerator[events_pb2.SubscribeEventsResponse, None]:
         """Yield events and heartbeats of SubscribeEvents until the stream ends.
 
-        With `resume`, an UNAVAILABLE failure, or the end of the stream that the
-        server sends when it shuts down, reopens the stream after a backoff,
-        with `after_sequence` set to the last sequence seen in an event or
-        heartbeat, so the server resumes right after what was already yielded.
+        With `resume`, the stream reopens after a backoff when it fails with
+        UNAVAILABLE or when the server ends it at shutdown. The new call sets
+        `after_sequence` to the last sequence seen in an event or heartbeat, so
+        the server resumes right after what was already yielded.
         `max_reconnects` limits the reconnects in a row without a response
         (None: no limit); past it, the last error is raised, or the generator
         returns after an end of the stream. Other errors are raised. Close the
@@ -318,8 +318,8 @@ class ParleyClient:
                     failures = 0
                     _advance_cursor(current, response)
                     yield response
-                # SubscribeEvents never ends on its own: the server ends it
-                # with OK only when it shuts down, which a restart follows.
+                # SubscribeEvents never ends on its own. The server ends it with
+                # OK only when it shuts down, so reconnect and wait for a restart.
                 if not resume:
                     return
                 if max_reconnects is not None and failures >= max_reconnects:

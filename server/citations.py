@@ -1,0 +1,555 @@
+"""Citation schemas: validation, and extraction of typed variables from a transcript.
+
+A schema lists variables. Each variable has extraction rules, and a rule is
+an RE2 regular expression or a preset (EMAIL, PHONE, DATE, NUMBER, YES_NO)
+applied to the messages of one sender. Patterns are written by account users
+and run on user text, so they use RE2 (the `google-re2` package), whose
+matching time is linear in the text length. Backreferences and lookaround do
+not exist in RE2 syntax and are rejected by validation.
+
+Extraction rules:
+
+- Every message of the rule's sender is read in transcript order, history
+  messages included. In each message the rules are tried in order, and the
+  first match whose value converts to the variable's type is used.
+- The latest message with a value wins. Its confidence is the rule's
+  confidence (0 means 0.9), multiplied by 0.8 when an earlier message gave a
+  different value, because the user then changed the value or the rule
+  also matched unrelated text.
+- A variable without any value gets no citation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, timedelta
+from typing import Any, NoReturn
+
+import phonenumbers
+import re2  # type: ignore[import-untyped]
+from google.protobuf import struct_pb2
+from parley.v1 import definitions_pb2, types_pb2
+
+from server.errors import invalid_argument
+from server.validation import quote_value
+
+SCHEMA_ID_MAX_CHARS = 128
+MAX_VARIABLES = 100
+VARIABLE_NAME_MAX_CHARS = 64
+MAX_RULES = 20
+MAX_ENUM_VALUES = 100
+ENUM_VALUE_MAX_CHARS = 128
+REGEX_MAX_CHARS = 1_000
+EXCERPT_MAX_CHARS = 200
+DEFAULT_CONFIDENCE = 0.9
+DISAGREEMENT_FACTOR = 0.8
+
+VARIABLE_TYPES = ("STRING", "NUMBER", "BOOLEAN", "ENUM", "DATE")
+PRESETS = ("EMAIL", "PHONE", "DATE", "NUMBER", "YES_NO")
+SENDERS = ("USER", "AGENT", "ANY")
+REASON = "INVALID_CITATION_SCHEMA"
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RE2_OPTIONS = re2.Options()
+# RE2 otherwise prints every rejected pattern to stderr through absl logging.
+_RE2_OPTIONS.log_errors = False
+
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+# Full English month names and their three-letter abbreviations, plus "sept".
+_MONTH_NUMBERS = {
+    spelling: number
+    for number, name in enumerate(_MONTHS, start=1)
+    for spelling in (name, name[:3])
+} | {"sept": 9}
+# Longer spellings first, because RE2 takes the first alternative that matches.
+_MONTH_ALTERNATIVES = "|".join(sorted(_MONTH_NUMBERS, key=len, reverse=True))
+_DAY = r"[0-9]{1,2}(?:st|nd|rd|th)?"
+_YEAR = r"(?:,?\s+[0-9]{4})?"
+_DATE_PATTERN = (
+    r"(?i)\b(?:[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"|[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}"
+    rf"|(?:{_MONTH_ALTERNATIVES})\.?\s+{_DAY}{_YEAR}"
+    rf"|{_DAY}\s+(?:of\s+)?(?:{_MONTH_ALTERNATIVES})\.?{_YEAR}"
+    r"|today|tomorrow|yesterday)\b"
+)
+
+_PRESET_PATTERNS = {
+    "EMAIL": r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
+    # An optional "+" and "(", then 7 to 22 digits, spaces, dots, dashes and
+    # brackets that start and end with a digit.
+    "PHONE": r"\+?\(?[0-9][0-9 ().\-]{5,20}[0-9]",
+    "DATE": _DATE_PATTERN,
+    "NUMBER": r"[-+]?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?",
+    "YES_NO": r"(?i)\b(?:yes|yeah|yep|sure|okay|ok|nope|nah|no)\b",
+}
+
+
+def validate_citation_schema(
+    schema: definitions_pb2.CitationSchema, field_prefix: str = "schema"
+) -> None:
+    """Raise INVALID_ARGUMENT (reason INVALID_CITATION_SCHEMA) unless `schema` is usable.
+
+    The id is 1 to 128 printable characters without whitespace. There are 1
+    to 100 variables with unique identifier names, each with a known type,
+    enum values exactly when the type is ENUM, and 1 to 20 rules. A rule has
+    an RE2 regex or a preset, a sender of USER, AGENT, ANY or empty, and a
+    confidence from 0 to 1. Type, preset and sender are case-insensitive.
+    The error names the invalid element, such as
+    `schema.variables[1].rules[0].regex`. `account_id` and `updated_at` are
+    not checked.
+    """
+    _check_id(schema.id, f"{field_prefix}.id")
+    field = f"{field_prefix}.variables"
+    count = len(schema.variables)
+    if not 1 <= count <= MAX_VARIABLES:
+        _fail(field, f"{field} has {count} variables; send 1 to {MAX_VARIABLES}")
+    seen: set[str] = set()
+    for index, variable in enumerate(schema.variables):
+        path = f"{field}[{index}]"
+        _check_variable(variable, path)
+        if variable.name in seen:
+            _fail(
+                f"{path}.name",
+                f"{path}.name {quote_value(variable.name)} is used by an earlier "
+                "variable; variable names must be unique within a schema",
+            )
+        seen.add(variable.name)
+
+
+def normalize_citation_schema(schema: definitions_pb2.CitationSchema) -> None:
+    """Upper-case every type, preset and sender of a valid `schema` in place."""
+    for variable in schema.variables:
+        variable.type = variable.type.upper()
+        for rule in variable.rules:
+            rule.preset = rule.preset.upper()
+            rule.sender = rule.sender.upper()
+
+
+def _check_id(value: str, field: str) -> None:
+    valid = (
+        0 < len(value) <= SCHEMA_ID_MAX_CHARS
+        and value.isprintable()
+        and not any(char.isspace() for char in value)
+    )
+    if not valid:
+        _fail(
+            field,
+            f"{field} {quote_value(value)} is not a valid id; send 1 to "
+            f"{SCHEMA_ID_MAX_CHARS} printable characters without spaces",
+        )
+
+
+def _check_variable(variable: definitions_pb2.CitationVariable, path: str) -> None:
+    name = variable.name
+    if not (len(name) <= VARIABLE_NAME_MAX_CHARS and _IDENTIFIER.fullmatch(name)):
+        _fail(
+            f"{path}.name",
+            f"{path}.name {quote_value(name)} is not a valid variable name; send 1 "
+            f"to {VARIABLE_NAME_MAX_CHARS} ASCII letters, digits and underscores, "
+            "not starting with a digit",
+        )
+    variable_type = variable.type.upper()
+    if variable_type not in VARIABLE_TYPES:
+        _fail(
+            f"{path}.type",
+            f"{path}.type {quote_value(variable.type)} is not a known type; "
+            f"send one of {', '.join(VARIABLE_TYPES)}",
+        )
+    _check_enum_values(variable, variable_type, f"{path}.enum_values")
+    rules_field = f"{path}.rules"
+    count = len(variable.rules)
+    if not 1 <= count <= MAX_RULES:
+        _fail(rules_field, f"{rules_field} has {count} rules; send 1 to {MAX_RULES}")
+    for index, rule in enumerate(variable.rules):
+        _check_rule(rule, f"{rules_field}[{index}]")
+
+
+def _check_enum_values(
+    variable: definitions_pb2.CitationVariable, variable_type: str, field: str
+) -> None:
+    enum_values = variable.enum_values
+    if variable_type != "ENUM":
+        if enum_values:
+            _fail(field, f"{field} is only accepted when the type is ENUM; remove it")
+        return
+    if not 1 <= len(enum_values) <= MAX_ENUM_VALUES:
+        _fail(
+            field,
+            f"{field} has {len(enum_values)} values; an ENUM variable needs 1 to "
+            f"{MAX_ENUM_VALUES}",
+        )
+    seen: set[str] = set()
+    for index, value in enumerate(enum_values):
+        path = f"{field}[{index}]"
+        if not value.strip() or len(value) > ENUM_VALUE_MAX_CHARS:
+            _fail(
+                path,
+                f"{path} {quote_value(value)} is not a valid enum value; send 1 to "
+                f"{ENUM_VALUE_MAX_CHARS} characters that are not all whitespace",
+            )
+        key = value.strip().casefold()
+        if key in seen:
+            _fail(
+                path,
+                f"{path} {quote_value(value)} repeats an earlier value; enum values "
+                "must differ when compared case-insensitively",
+            )
+        seen.add(key)
+
+
+def _check_rule(rule: definitions_pb2.ExtractionRule, path: str) -> None:
+    preset = rule.preset.upper()
+    if preset and preset not in PRESETS:
+        _fail(
+            f"{path}.preset",
+            f"{path}.preset {quote_value(rule.preset)} is not a known preset; "
+            f"send one of {', '.join(PRESETS)}, or leave it empty and set regex",
+        )
+    if not rule.regex and not preset:
+        _fail(path, f"{path} has neither a regex nor a preset; set at least one")
+    if rule.regex:
+        _check_regex(rule.regex, f"{path}.regex")
+    if rule.sender.upper() not in (*SENDERS, ""):
+        _fail(
+            f"{path}.sender",
+            f"{path}.sender {quote_value(rule.sender)} is not a known sender; send "
+            f"one of {', '.join(SENDERS)}, or leave it empty for USER",
+        )
+    confidence = rule.confidence
+    if math.isnan(confidence) or not 0 <= confidence <= 1:
+        _fail(
+            f"{path}.confidence",
+            f"{path}.confidence is {confidence}; send a number from 0 to 1 "
+            "(0 means 0.9)",
+        )
+
+
+def _check_regex(pattern: str, field: str) -> None:
+    if len(pattern) > REGEX_MAX_CHARS:
+        _fail(
+            field,
+            f"{field} is {len(pattern):,} characters long; the maximum is "
+            f"{REGEX_MAX_CHARS:,}",
+        )
+    try:
+        re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as error:
+        _fail(
+            field,
+            f"{field} {quote_value(pattern)} is not a valid RE2 regular expression "
+            f"({_re2_message(error)}); RE2 has no backreferences or lookaround",
+        )
+
+
+def _re2_message(error: Exception) -> str:
+    """Decode RE2's message, which the binding passes as bytes."""
+    detail = error.args[0] if error.args else error
+    if isinstance(detail, bytes):
+        return detail.decode("utf-8", "replace")
+    return str(detail)
+
+
+def _fail(field: str, message: str) -> NoReturn:
+    raise invalid_argument(field, message, REASON)
+
+
+# A citation value before it becomes a google.protobuf.Value.
+Scalar = str | float | bool
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One value of a variable read from one message."""
+
+    value: Scalar
+    message: types_pb2.Message
+    excerpt: str
+    confidence: float
+
+
+def extract_citations(
+    schema: definitions_pb2.CitationSchema,
+    transcript: Sequence[types_pb2.Message],
+    *,
+    default_region: str | None = None,
+) -> list[types_pb2.Citation]:
+    """Extract one citation per variable of `schema` that has a value in `transcript`.
+
+    `schema` must have passed `validate_citation_schema`. Citations follow
+    the order of the variables. `default_region` (a region code such as "US")
+    lets the PHONE preset read numbers written without a leading '+'. Without
+    it, only international numbers are read.
+    """
+    citations: list[types_pb2.Citation] = []
+    for variable in schema.variables:
+        found = list(_find_values(variable, transcript, default_region))
+        if not found:
+            continue
+        latest = found[-1]
+        confidence = latest.confidence
+        if any(item.value != latest.value for item in found[:-1]):
+            confidence *= DISAGREEMENT_FACTOR
+        citations.append(
+            types_pb2.Citation(
+                schema_id=schema.id,
+                variable=variable.name,
+                type=variable.type.upper(),
+                value=_to_proto_value(latest.value),
+                message_id=latest.message.id,
+                confidence=confidence,
+                excerpt=latest.excerpt,
+            )
+        )
+    return citations
+
+
+def _find_values(
+    variable: definitions_pb2.CitationVariable,
+    transcript: Sequence[types_pb2.Message],
+    default_region: str | None,
+) -> Iterator[_Found]:
+    """Yield the value of each message that has one, in transcript order."""
+    rules = [_CompiledRule(rule, default_region) for rule in variable.rules]
+    for message in transcript:
+        reference = _message_date(message)
+        for rule in rules:
+            if not rule.reads(message):
+                continue
+            found = rule.first_value(message.text, variable, reference)
+            if found is not None:
+                value, excerpt = found
+                yield _Found(value, message, excerpt, rule.confidence)
+                break
+
+
+class _CompiledRule:
+    """An extraction rule with its pattern compiled."""
+
+    def __init__(
+        self, rule: definitions_pb2.ExtractionRule, default_region: str | None
+    ) -> None:
+        self.preset = rule.preset.upper()
+        pattern = rule.regex or _PRESET_PATTERNS[self.preset]
+        self.pattern = re2.compile(pattern, _RE2_OPTIONS)
+        self.sender = rule.sender.upper() or "USER"
+        self.confidence = rule.confidence or DEFAULT_CONFIDENCE
+        self.default_region = default_region
+
+    def reads(self, message: types_pb2.Message) -> bool:
+        """Return whether the rule applies to messages of this message's sender."""
+        if self.sender == "ANY":
+            return True
+        if message.sender == types_pb2.SENDER_AGENT:
+            return self.sender == "AGENT"
+        # SENDER_UNSPECIFIED is stored for user messages sent without a sender.
+        return self.sender == "USER"
+
+    def first_value(
+        self,
+        text: str,
+        variable: definitions_pb2.CitationVariable,
+        reference: date | None,
+    ) -> tuple[Scalar, str] | None:
+        """Return the value and excerpt of the first match that converts, or None.
+
+        Empty captured text is skipped, so a pattern that can match nothing
+        does not cite an empty value.
+        """
+        for match in self.pattern.finditer(text):
+            captured = _captured_text(match, self.pattern.groups)
+            if not captured:
+                continue
+            if self.preset:
+                captured = self._apply_preset(captured, reference)
+                if captured is None:
+                    continue
+            value = _coerce(captured, variable, reference)
+            if value is not None:
+                return value, _excerpt(match.group(0))
+        return None
+
+    def _apply_preset(self, text: str, reference: date | None) -> str | None:
+        """Return the preset's canonical text for `text`, or None if it is not one."""
+        if self.preset == "PHONE":
+            return _normalize_phone(text, self.default_region)
+        if self.preset == "DATE":
+            parsed = _parse_date(text, reference)
+            return parsed.isoformat() if parsed else None
+        if self.preset == "NUMBER":
+            return text.replace(",", "")
+        if self.preset == "YES_NO":
+            answer = _parse_yes_no(text)
+            return None if answer is None else str(answer).lower()
+        return text
+
+
+def _captured_text(match: Any, group_count: int) -> str | None:
+    """Return the first group that took part in the match, or the whole match."""
+    if group_count == 0:
+        text = match.group(0)
+        return text if isinstance(text, str) else None
+    for index in range(1, group_count + 1):
+        text = match.group(index)
+        if isinstance(text, str):
+            return text
+    return None
+
+
+def _normalize_phone(text: str, default_region: str | None) -> str | None:
+    """Return `text` as E.164 if it is a valid number, else None."""
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _message_date(message: types_pb2.Message) -> date | None:
+    """Return the UTC date the message was created, or None if it has no time."""
+    if not message.HasField("created_at"):
+        return None
+    return message.created_at.ToDatetime(tzinfo=UTC).date()
+
+
+def _excerpt(text: str) -> str:
+    if len(text) <= EXCERPT_MAX_CHARS:
+        return text
+    return text[: EXCERPT_MAX_CHARS - 3] + "..."
+
+
+def _to_proto_value(value: Scalar) -> struct_pb2.Value:
+    if isinstance(value, bool):
+        return struct_pb2.Value(bool_value=value)
+    if isinstance(value, float):
+        return struct_pb2.Value(number_value=value)
+    return struct_pb2.Value(string_value=value)
+
+
+_RELATIVE_DAYS = {"yesterday": -1, "today": 0, "tomorrow": 1}
+_YES_WORDS = frozenset({"yes", "yeah", "yep", "sure", "ok", "okay", "true"})
+_NO_WORDS = frozenset({"no", "nope", "nah", "false"})
+_DATE_TEXT_MAX_CHARS = 64
+# These use Python's engine on captured text. None of them nests quantifiers,
+# so matching time stays linear in the text length.
+_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_US_DATE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
+_MONTH_FIRST = re.compile(
+    r"([a-z]+)\.?\s+([0-9]{1,2})(?:st|nd|rd|th)?(?:,?\s+([0-9]{4}))?", re.IGNORECASE
+)
+_DAY_FIRST = re.compile(
+    r"([0-9]{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?([a-z]+)\.?(?:,?\s+([0-9]{4}))?",
+    re.IGNORECASE,
+)
+_NUMBER_TEXT = re.compile(r"[-+]?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
+
+
+def _coerce(
+    text: str, variable: definitions_pb2.CitationVariable, reference: date | None
+) -> Scalar | None:
+    """Convert captured text to the variable's type, or return None if it cannot.
+
+    NUMBER accepts decimal text with optional thousands commas, BOOLEAN the
+    words of `_parse_yes_no`, ENUM any enum value compared case-insensitively
+    (returning the value as the schema spells it), DATE the forms of
+    `_parse_date` (returning ISO 8601 text). STRING keeps the text unchanged.
+    """
+    variable_type = variable.type.upper()
+    if variable_type == "NUMBER":
+        stripped = text.strip()
+        if not _NUMBER_TEXT.fullmatch(stripped):
+            return None
+        number = float(stripped.replace(",", ""))
+        return number if math.isfinite(number) else None
+    if variable_type == "BOOLEAN":
+        return _parse_yes_no(text)
+    if variable_type == "ENUM":
+        key = text.strip().casefold()
+        for canonical in variable.enum_values:
+            if canonical.strip().casefold() == key:
+                return canonical
+        return None
+    if variable_type == "DATE":
+        parsed = _parse_date(text, reference)
+        return parsed.isoformat() if parsed else None
+    return text
+
+
+def _parse_yes_no(text: str) -> bool | None:
+    """Map yes/yeah/yep/sure/ok/okay/true to True and no/nope/nah/false to False."""
+    word = text.strip().lower()
+    if word in _YES_WORDS:
+        return True
+    if word in _NO_WORDS:
+        return False
+    return None
+
+
+def _parse_date(text: str, reference: date | None) -> date | None:
+    """Parse one date, or return None if `text` is not a valid date in a known form.
+
+    Forms: `2026-12-05`, `12/05/2026` (month first, as in the US),
+    `December 5`, `Dec 5th, 2026`, `5 December 2026`, `5th of Dec`, and
+    `yesterday`/`today`/`tomorrow`. Relative words count from `reference`.
+    A date without a year is its next occurrence on or after `reference`.
+    Both need a `reference`, so they give None without one.
+    """
+    text = text.strip()
+    if len(text) > _DATE_TEXT_MAX_CHARS:
+        return None
+    offset = _RELATIVE_DAYS.get(text.lower())
+    if offset is not None:
+        return None if reference is None else reference + timedelta(days=offset)
+    if match := _ISO_DATE.fullmatch(text):
+        year, month, day = (int(part) for part in match.groups())
+        return _make_date(year, month, day)
+    if match := _US_DATE.fullmatch(text):
+        month, day, year = (int(part) for part in match.groups())
+        return _make_date(year, month, day)
+    for pattern, month_group, day_group in ((_MONTH_FIRST, 1, 2), (_DAY_FIRST, 2, 1)):
+        match = pattern.fullmatch(text)
+        if match is None:
+            continue
+        month_number = _MONTH_NUMBERS.get(match.group(month_group).lower())
+        if month_number is None:
+            continue
+        day_number = int(match.group(day_group))
+        if match.group(3):
+            return _make_date(int(match.group(3)), month_number, day_number)
+        return _next_occurrence(month_number, day_number, reference)
+    return None
+
+
+def _make_date(year: int, month: int, day: int) -> date | None:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _next_occurrence(month: int, day: int, reference: date | None) -> date | None:
+    if reference is None:
+        return None
+    # February 29 can be up to 8 years away (from 2096 to 2104).
+    for year in range(reference.year, reference.year + 9):
+        candidate = _make_date(year, month, day)
+        if candidate is not None and candidate >= reference:
+            return candidate
+    return None
