@@ -1,6 +1,6 @@
 """Request decoding that turns undecodable bytes into INVALID_ARGUMENT.
 
-grpcio answers a request whose bytes fail to parse (invalid UTF-8 in a
+grpcio rejects a request whose bytes fail to parse (invalid UTF-8 in a
 string, nesting beyond protobuf's limit) with UNKNOWN before any handler
 runs. Registering the servicers through `add_servicer` wraps each request
 deserializer so that such a request reaches the handler as a

@@ -117,11 +117,11 @@ class Lifecycle:
             return None
         citations, outcomes = await compute_results(components, conversation)
         async with components.database.transaction() as tx:
-            taken = await tx.execute_rowcount(
+            deleted = await tx.execute_rowcount(
                 "DELETE FROM timers WHERE conversation_id = ? AND kind = ?",
                 (conversation_id, FINALIZE),
             )
-            if taken != 1:
+            if deleted != 1:
                 return None
             now = components.clock.now_ms()
             current = await load_conversation(

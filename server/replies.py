@@ -1,6 +1,6 @@
 """Agent replies generated from a conversation's pathway.
 
-The scope a node's template sees is the conversation's captured variables
+The scope of a node's template contains the conversation's captured variables
 at the top level, plus `request_data`, `metadata` and `reply` (the user's
 last reply, empty before the first one).
 """
@@ -29,7 +29,7 @@ _GRAPH_CACHE_SIZE = 256
 
 @dataclass(frozen=True)
 class Reply:
-    """What the pathway says next: text to send (maybe empty) and whether it ends."""
+    """The pathway's next reply: text to send (maybe empty) and whether it ends."""
 
     text: str
     ends: bool
@@ -57,7 +57,7 @@ class PathwayReplies:
     ) -> Reply | None:
         """Move along the edge the user's reply matches and render the new node.
 
-        A conversation that has not entered its pathway yet answers with the
+        A conversation that has not entered its pathway yet replies with the
         entry node. With no matching edge the node's fallback text is sent, or
         nothing (None) when it has none.
         """
