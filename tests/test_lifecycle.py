@@ -524,3 +524,51 @@ class TestEndResults:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stubs.conversations.EndConversation(request, metadata=ACME)
         assert error_reason(caught.value) == "CONVERSATION_ENDED"
+
+
+class TestRestartAfterEnd:
+    @pytest.mark.parametrize("restart", [True, False])
+    async def test_user_text_after_end(self, stubs: Stubs, restart: bool) -> None:
+        """restart_after_end decides whether a later user text starts a new one."""
+        await stubs.admin.PutNumber(
+            admin_pb2.PutNumberRequest(
+                number="+14155550179",
+                sms_config=types_pb2.ChannelConfig(restart_after_end=restart),
+            ),
+            metadata=ACME,
+        )
+        sent = await stubs.conversations.SendMessage(
+            conversation_pb2.SendMessageRequest(
+                agent_number="+14155550179",
+                user_number=USER_NUMBER,
+                agent_message="Hello",
+                metadata=struct({"crm_id": "A-17"}),
+            ),
+            metadata=ACME,
+        )
+        await stubs.conversations.EndConversation(
+            conversation_pb2.EndConversationRequest(
+                conversation_id=sent.conversation_id
+            ),
+            metadata=ACME,
+        )
+        later = await stubs.carrier.ReceiveMessage(
+            carrier_pb2.ReceiveMessageRequest(
+                agent_number="+14155550179", user_number=USER_NUMBER, text="Hi again"
+            ),
+            metadata=ACME,
+        )
+        assert later.new_conversation == restart
+        if restart:
+            assert later.conversation_id != sent.conversation_id
+            restarted = await get(stubs, later.conversation_id)
+            assert restarted.state == types_pb2.CONVERSATION_STATE_ACTIVE
+            assert dict(restarted.metadata) == {"crm_id": "A-17"}
+        else:
+            assert later.conversation_id == sent.conversation_id
+            ended = await get(stubs, sent.conversation_id)
+            assert ended.state == types_pb2.CONVERSATION_STATE_ENDED
+            assert [t for _, t in await texts(stubs, sent.conversation_id)] == [
+                "Hello",
+                "Hi again",
+            ]
