@@ -12,7 +12,7 @@ from server import idempotency
 from server.citations import extract_citations
 from server.conversation_store import load_conversation, load_transcript
 from server.definitions import get_citation_schema, get_outcome
-from server.end_results import run_outcome
+from server.end_results import extract_configured_citations, run_outcome
 from server.errors import invalid_argument, not_found
 from server.lifecycle import Lifecycle, load_active
 from server.outbound import send_agent_text
@@ -46,6 +46,7 @@ class ConversationActions:
                 "reason",
                 f"reason {quote_value(reason)} is invalid; use UPPER_SNAKE_CASE of at most"
                 " 64 characters, such as RESOLVED.",
+                reason="INVALID_END_REASON",
             )
         actor = _validate_actor(request.actor) or API_ACTOR
         components = self._components
@@ -146,13 +147,22 @@ class ConversationActions:
                 " caller's account.",
             )
         transcript = await load_transcript(self._components.database, conversation.id)
-        return await run_outcome(
-            outcome, conversation, transcript, list(conversation.citations)
-        )
+        citations = list(conversation.citations)
+        if conversation.state == types_pb2.CONVERSATION_STATE_ACTIVE:
+            # An active conversation has no stored citations yet, so its
+            # schemas run now, as they will at the end.
+            citations = await extract_configured_citations(
+                self._components, conversation, transcript
+            )
+        return await run_outcome(outcome, conversation, transcript, citations)
 
     async def _conversation(
         self, account_id: str, conversation_id: str
     ) -> types_pb2.Conversation:
+        if not conversation_id:
+            raise invalid_argument(
+                "conversation_id", "conversation_id is missing.", reason="MISSING_FIELD"
+            )
         conversation = await load_conversation(
             self._components.database, conversation_id, account_id
         )

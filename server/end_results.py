@@ -31,6 +31,22 @@ async def compute_results(
     no longer exists gives a FAILED result saying so.
     """
     transcript = await load_transcript(components.database, conversation.id)
+    citations = await extract_configured_citations(components, conversation, transcript)
+    outcomes = [
+        await run_named_outcome(
+            components, conversation, outcome_id, transcript, citations
+        )
+        for outcome_id in conversation.config.outcome_ids
+    ]
+    return citations, outcomes
+
+
+async def extract_configured_citations(
+    components: Components,
+    conversation: types_pb2.Conversation,
+    transcript: list[types_pb2.Message],
+) -> list[types_pb2.Citation]:
+    """Run the conversation's citation schemas over `transcript`."""
     citations: list[types_pb2.Citation] = []
     for schema_id in conversation.config.citation_schema_ids:
         schema = await get_citation_schema(
@@ -44,13 +60,7 @@ async def compute_results(
             )
             continue
         citations.extend(extract_citations(schema, transcript))
-    outcomes = [
-        await run_named_outcome(
-            components, conversation, outcome_id, transcript, citations
-        )
-        for outcome_id in conversation.config.outcome_ids
-    ]
-    return citations, outcomes
+    return citations
 
 
 async def run_named_outcome(

@@ -28,7 +28,12 @@ from server.conversation_store import (
 from server.db import Transaction
 from server.directory import get_number, get_persona_version_config
 from server.end_results import compute_results
-from server.errors import failed_precondition, not_found, permission_denied
+from server.errors import (
+    failed_precondition,
+    invalid_argument,
+    not_found,
+    permission_denied,
+)
 from server.inbound import InboundText
 from server.outbound import send_agent_text
 from server.replies import PathwayReplies, Reply
@@ -44,6 +49,7 @@ from server.timers import (
     take_timer,
 )
 from server.timeutil import timestamp_from_ms
+from server.validation import quote_value
 
 if TYPE_CHECKING:
     from server.app import Components
@@ -98,6 +104,7 @@ class Lifecycle:
     ) -> None:
         """Mark the conversation ended and schedule its finalisation."""
         conversation.state = types_pb2.CONVERSATION_STATE_ENDED
+        conversation.handed_off = False
         conversation.end_reason = reason
         conversation.end_actor = actor
         conversation.ended_at.CopyFrom(timestamp_from_ms(now))
@@ -392,12 +399,16 @@ async def load_active(
     tx: Transaction, account_id: str, conversation_id: str
 ) -> types_pb2.Conversation:
     """Return the caller's conversation, raising unless it is active."""
+    if not conversation_id:
+        raise invalid_argument(
+            "conversation_id", "conversation_id is missing.", reason="MISSING_FIELD"
+        )
     conversation = await load_conversation(tx, conversation_id, account_id)
     if conversation is None:
         raise not_found(
             "CONVERSATION_NOT_FOUND",
-            f"conversation_id {conversation_id[:64]!r} is not a conversation of the"
-            " caller's account.",
+            f"conversation_id {quote_value(conversation_id)} is not a conversation of"
+            " the caller's account.",
         )
     if conversation.state != types_pb2.CONVERSATION_STATE_ACTIVE:
         raise failed_precondition(

@@ -19,7 +19,12 @@ from server.errors import invalid_argument, not_found
 from server.idempotency import resolve_key
 from server.paging import decode_token, encode_token, page_size
 from server.rpc import Context, unary
-from server.validation import metadata_matches, normalize_e164, validate_text
+from server.validation import (
+    metadata_matches,
+    normalize_e164,
+    quote_value,
+    validate_text,
+)
 
 if TYPE_CHECKING:
     from server.app import Components
@@ -216,8 +221,8 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         if conversation is None:
             raise not_found(
                 "CONVERSATION_NOT_FOUND",
-                f"conversation_id {conversation_id[:64]!r} is not a conversation of the"
-                " caller's account.",
+                f"conversation_id {quote_value(conversation_id)} is not a conversation"
+                " of the caller's account.",
             )
         return conversation
 

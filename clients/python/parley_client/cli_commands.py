@@ -14,6 +14,7 @@ import grpc
 from parley.v1 import admin_pb2, conversation_pb2, events_pb2, types_pb2
 
 from parley_client import cli_output as out
+from parley_client.cli_lifecycle import LIFECYCLE_HANDLERS
 from parley_client.cli_requests import (
     build_create_request,
     build_inbound_request,
@@ -283,6 +284,7 @@ HANDLERS: dict[str, _Handler] = {
     "admin apply": _admin_apply,
     "admin create-key": _admin_create_key,
     "admin numbers": _admin_numbers,
+    **LIFECYCLE_HANDLERS,
 }
 
 

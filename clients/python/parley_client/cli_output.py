@@ -12,10 +12,15 @@ import json
 from decimal import Decimal
 from typing import TextIO
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message as ProtoMessage
-from parley.v1 import admin_pb2, events_pb2, types_pb2
+from parley.v1 import admin_pb2, definitions_pb2, events_pb2, types_pb2
 
+from parley_client.cli_output_results import (
+    format_end_results,
+    format_struct,
+    summarize_end_results,
+)
 from parley_client.enum_names import enum_label
 
 
@@ -50,12 +55,6 @@ def format_timestamp(timestamp: timestamp_pb2.Timestamp) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def format_struct(struct: struct_pb2.Struct) -> str:
-    """Serialize a Struct as one-line JSON."""
-    value = json_format.MessageToDict(struct)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def format_micros(amount_micros: int) -> str:
     """Format an amount in millionths of a unit as a decimal with six places."""
     return f"{Decimal(amount_micros).scaleb(-6):.6f}"
@@ -76,6 +75,8 @@ def format_message(message: types_pb2.Message) -> str:
         parts.append(f"segments={message.segments}/{encoding}")
     if message.history:
         parts.append("history")
+    if message.author:
+        parts.append(f"author={message.author}")
     parts.append(f"id={message.id}")
     return "  ".join(parts)
 
@@ -97,54 +98,93 @@ def format_conversation_row(conversation: types_pb2.Conversation) -> str:
 
 
 def format_conversation_details(conversation: types_pb2.Conversation) -> list[str]:
-    """Format the `label: value` lines of `parley get`."""
+    """Format the `label: value` lines of `parley get`, then the end results."""
     persona = conversation.persona_id
     if persona:
         persona = f"{persona} version {conversation.persona_version}"
+    pathway = conversation.config.pathway_id
+    if pathway and conversation.resolved_pathway_version:
+        pathway = f"{pathway} version {conversation.resolved_pathway_version}"
     config = json_format.MessageToDict(conversation.config)
     return [
         f"id: {conversation.id}",
         f"account: {conversation.account_id}",
         f"state: {enum_label(types_pb2.ConversationState, conversation.state)}",
         f"end reason: {conversation.end_reason or '-'}",
+        f"end actor: {conversation.end_actor or '-'}",
+        f"handed off: {'yes' if conversation.handed_off else 'no'}",
         f"channel: {enum_label(types_pb2.Channel, conversation.channel)}",
         f"agent number: {conversation.agent_number}",
         f"user number: {conversation.user_number}",
         f"persona: {persona or '-'}",
+        f"pathway: {pathway or '-'}",
         f"current node: {conversation.current_node_id or '-'}",
+        f"variables: {format_struct(conversation.variables)}",
         f"created: {format_timestamp(conversation.created_at)}",
         f"updated: {format_timestamp(conversation.updated_at)}",
         f"ended: {format_timestamp(conversation.ended_at)}",
         f"metadata: {format_struct(conversation.metadata)}",
         f"request data: {format_struct(conversation.request_data)}",
         f"config: {json.dumps(config, ensure_ascii=False, separators=(',', ':'))}",
+        *format_end_results(conversation),
     ]
+
+
+def format_handoff_state(conversation: types_pb2.Conversation) -> str:
+    """Format the line of `parley handoff` and `parley resume`."""
+    state = enum_label(types_pb2.ConversationState, conversation.state)
+    handed_off = "yes" if conversation.handed_off else "no"
+    return f"conversation {conversation.id}  {state}  handed off: {handed_off}"
 
 
 def _event_summary(event: events_pb2.Event) -> str:
     """Describe an event's payload: message status and text, or conversation state."""
     payload = event.WhichOneof("payload")
     if payload == "message":
-        message = event.message
-        status = enum_label(types_pb2.MessageStatus, message.status)
-        if event.type == events_pb2.EVENT_TYPE_MESSAGE_STATUS_CHANGED:
-            previous = enum_label(types_pb2.MessageStatus, event.previous_status)
-            status = f"{previous}->{status}"
-        parts = [
-            enum_label(types_pb2.Sender, message.sender),
-            status,
-            json.dumps(message.text, ensure_ascii=False),
-        ]
-        if message.error_code:
-            parts.append(f"error={message.error_code}")
-        return " ".join(parts)
+        return _message_summary(event)
     if payload == "conversation":
-        conversation = event.conversation
-        state = enum_label(types_pb2.ConversationState, conversation.state)
-        if conversation.end_reason:
-            return f"{state} reason={conversation.end_reason}"
-        return state
+        return _conversation_summary(event)
     return "-"
+
+
+def _message_summary(event: events_pb2.Event) -> str:
+    message = event.message
+    status = enum_label(types_pb2.MessageStatus, message.status)
+    changed = event.type == events_pb2.EVENT_TYPE_MESSAGE_STATUS_CHANGED
+    # The first status event of a message has no previous status to show.
+    if changed and event.previous_status != types_pb2.MESSAGE_STATUS_UNSPECIFIED:
+        previous = enum_label(types_pb2.MessageStatus, event.previous_status)
+        status = f"{previous}->{status}"
+    parts = [
+        enum_label(types_pb2.Sender, message.sender),
+        status,
+        json.dumps(message.text, ensure_ascii=False),
+    ]
+    if message.error_code:
+        parts.append(f"error={message.error_code}")
+    return " ".join(parts)
+
+
+def _conversation_summary(event: events_pb2.Event) -> str:
+    conversation = event.conversation
+    config = conversation.config
+    if event.type == events_pb2.EVENT_TYPE_WARNING_SENT:
+        return f"warning sent after {config.warning_seconds}s without a reply"
+    if event.type == events_pb2.EVENT_TYPE_TIMED_OUT:
+        return f"timed out after {config.timeout_seconds}s without a reply"
+    parts = [enum_label(types_pb2.ConversationState, conversation.state)]
+    if conversation.end_reason:
+        parts.append(f"reason={conversation.end_reason}")
+    if conversation.end_actor:
+        parts.append(f"actor={conversation.end_actor}")
+    if event.type == events_pb2.EVENT_TYPE_CONVERSATION_CREATED and config.pathway_id:
+        parts.append(f"pathway={config.pathway_id}")
+    if event.type == events_pb2.EVENT_TYPE_CONVERSATION_UPDATED:
+        parts.append(f"handed_off={'yes' if conversation.handed_off else 'no'}")
+    summary = " ".join(parts)
+    if event.type == events_pb2.EVENT_TYPE_CONVERSATION_ENDED:
+        summary = "; ".join([summary, *summarize_end_results(conversation)])
+    return summary
 
 
 def format_event(event: events_pb2.Event) -> str:
@@ -206,5 +246,51 @@ def format_apply_counts(counts: admin_pb2.ApplyConfigResponse) -> str:
     return (
         f"applied: {counts.accounts} accounts, {counts.api_keys} API keys, "
         f"{counts.numbers} numbers, {counts.personas} personas, "
-        f"{counts.persona_versions} persona versions"
+        f"{counts.persona_versions} persona versions, "
+        f"{counts.pathway_versions} pathway versions, "
+        f"{counts.citation_schemas} citation schemas, {counts.outcomes} outcomes"
+    )
+
+
+def format_pathway(pathway: definitions_pb2.Pathway) -> str:
+    """Format one line of `parley admin pathways`: id, versions, latest entry."""
+    versions = ",".join(version.version for version in pathway.versions) or "-"
+    parts = [pathway.id, f"versions={versions}"]
+    if pathway.versions:
+        latest = pathway.versions[-1]
+        parts.append(f"latest={latest.version}")
+        parts.append(f"start={latest.definition.start_node_id}")
+        parts.append(f"nodes={len(latest.definition.nodes)}")
+        parts.append(f"published={format_timestamp(latest.published_at)}")
+    return "  ".join(parts)
+
+
+def format_citation_schema(schema: definitions_pb2.CitationSchema) -> str:
+    """Format one line of `parley admin citation-schemas`: id and typed variables."""
+    variables = ",".join(
+        f"{variable.name}:{variable.type}" for variable in schema.variables
+    )
+    return "  ".join(
+        [
+            schema.id,
+            f"variables={variables or '-'}",
+            f"updated={format_timestamp(schema.updated_at)}",
+        ]
+    )
+
+
+def format_outcome(outcome: definitions_pb2.Outcome) -> str:
+    """Format one line of `parley admin outcomes`; a zero limit is the server default."""
+    time_limit = f"{outcome.time_limit_ms}ms" if outcome.time_limit_ms else "default"
+    memory_limit = (
+        f"{outcome.memory_limit_mb}MiB" if outcome.memory_limit_mb else "default"
+    )
+    return "  ".join(
+        [
+            outcome.id,
+            f"time_limit={time_limit}",
+            f"memory_limit={memory_limit}",
+            f"script_lines={len(outcome.script.splitlines())}",
+            f"updated={format_timestamp(outcome.updated_at)}",
+        ]
     )

@@ -9,6 +9,10 @@ from typing import Any
 
 from parley.v1 import events_pb2, types_pb2
 
+from parley_client.cli_parser_lifecycle import (
+    add_definition_lists,
+    add_lifecycle_commands,
+)
 from parley_client.cli_values import id_list, json_object, key_value, uint32, uint64
 from parley_client.enum_names import enum_labels
 
@@ -300,7 +304,9 @@ def _add_admin_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     _add_paging_options(usage)
     usage.set_defaults(command="usage")
 
-    admin = commands.add_parser("admin", help="manage accounts, keys and numbers")
+    admin = commands.add_parser(
+        "admin", help="manage accounts, keys, numbers and definitions"
+    )
     actions = admin.add_subparsers(metavar="ACTION", required=True)
     apply = actions.add_parser(
         "apply", parents=[common], help="apply a YAML config file"
@@ -319,6 +325,7 @@ def _add_admin_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     numbers = actions.add_parser("numbers", parents=[common], help="list agent numbers")
     numbers.add_argument("--account", default="", metavar="ID")
     numbers.set_defaults(command="admin numbers")
+    add_definition_lists(actions, common)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(common, suppress=True)
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
     _add_conversation_commands(commands, common)
+    add_lifecycle_commands(commands, common)
     _add_events_command(commands, common)
     _add_carrier_commands(commands, common)
     _add_admin_commands(commands, common)

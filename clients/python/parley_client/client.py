@@ -21,6 +21,8 @@ from parley.v1 import (
     events_pb2_grpc,
 )
 
+from parley_client.client_auth import StreamAuthInterceptor, UnaryAuthInterceptor
+
 if TYPE_CHECKING:
     from parley.v1.admin_pb2_grpc import AdminServiceAsyncStub
     from parley.v1.carrier_pb2_grpc import CarrierServiceAsyncStub
@@ -39,78 +41,13 @@ RETRYABLE_CODES = frozenset(
     }
 )
 
-_Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
 _KeyedRequest = TypeVar(
     "_KeyedRequest",
     conversation_pb2.SendMessageRequest,
     conversation_pb2.CreateConversationRequest,
+    conversation_pb2.AddMessageRequest,
 )
-
-
-def _authorized_details(
-    details: grpc.aio.ClientCallDetails, authorization: str, timeout: float | None
-) -> grpc.aio.ClientCallDetails:
-    """Copy call details, adding the authorization header and a default deadline.
-
-    An `authorization` entry that the call already passes is kept, so one call
-    can use another key. A timeout that the call passes is kept as well.
-    """
-    metadata = grpc.aio.Metadata()
-    has_authorization = False
-    for key, value in details.metadata or ():
-        metadata.add(key, value)
-        has_authorization = has_authorization or key == "authorization"
-    if not has_authorization:
-        metadata.add("authorization", authorization)
-    return grpc.aio.ClientCallDetails(
-        method=details.method,
-        timeout=details.timeout if details.timeout is not None else timeout,
-        metadata=metadata,
-        credentials=details.credentials,
-        wait_for_ready=details.wait_for_ready,
-    )
-
-
-class _UnaryAuthInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """Adds the API key and the client's default deadline to unary calls."""
-
-    def __init__(self, authorization: str, timeout: float) -> None:
-        self._authorization = authorization
-        self._timeout = timeout
-
-    async def intercept_unary_unary(
-        self,
-        continuation: Callable[
-            [grpc.aio.ClientCallDetails, _Request],
-            Awaitable[grpc.aio.UnaryUnaryCall[_Request, _Response]],
-        ],
-        client_call_details: grpc.aio.ClientCallDetails,
-        request: _Request,
-    ) -> grpc.aio.UnaryUnaryCall[_Request, _Response]:
-        details = _authorized_details(
-            client_call_details, self._authorization, self._timeout
-        )
-        return await continuation(details, request)
-
-
-class _StreamAuthInterceptor(grpc.aio.UnaryStreamClientInterceptor):
-    """Adds the API key to server-streaming calls, which get no default deadline."""
-
-    def __init__(self, authorization: str) -> None:
-        self._authorization = authorization
-
-    async def intercept_unary_stream(
-        self,
-        continuation: Callable[
-            [grpc.aio.ClientCallDetails, _Request],
-            Awaitable[grpc.aio.UnaryStreamCall[_Request, _Response]],
-        ],
-        client_call_details: grpc.aio.ClientCallDetails,
-        request: _Request,
-    ) -> grpc.aio.UnaryStreamCall[_Request, _Response]:
-        details = _authorized_details(client_call_details, self._authorization, None)
-        return await continuation(details, request)
 
 
 @dataclass(frozen=True)
@@ -211,8 +148,8 @@ class ParleyClient:
         if self._connection is not None:
             return
         interceptors = [
-            _UnaryAuthInterceptor(self._authorization, self.timeout),
-            _StreamAuthInterceptor(self._authorization),
+            UnaryAuthInterceptor(self._authorization, self.timeout),
+            StreamAuthInterceptor(self._authorization),
         ]
         if self._credentials is None:
             channel = grpc.aio.insecure_channel(self.address, interceptors=interceptors)
@@ -286,6 +223,16 @@ class ParleyClient:
                 prepared,
                 retries,
             )
+        )
+        return response
+
+    async def add_message(
+        self, request: conversation_pb2.AddMessageRequest, *, retries: int = 3
+    ) -> conversation_pb2.AddMessageResponse:
+        """Call AddMessage with the key and retry rules of `send_message`."""
+        prepared = _with_idempotency_key(request)
+        response: conversation_pb2.AddMessageResponse = await self._call_with_retries(
+            "AddMessage", self.conversations.AddMessage, prepared, retries
         )
         return response
 
