@@ -619,3 +619,65 @@ class TestConversationLifecycle:
         assert statuses[failed.message_id].error_code == "30003"
         ledger = await usage(stubs)
         assert ledger.total_amount_micros == 7_500  # the failed message was refunded
+
+
+class TestListConversations:
+    async def test_filters_and_paging(self, stubs: Stubs) -> None:
+        """Filters combine, and pages of 2 walk every match exactly once."""
+        for index in range(5):
+            metadata = struct_pb2.Struct()
+            metadata.update(
+                {"tier": "gold" if index % 2 == 0 else "silver", "rank": index}
+            )
+            await stubs.conversations.SendMessage(
+                send_request(user_number=f"+141555501{index:02d}", metadata=metadata),
+                metadata=ACME,
+            )
+        await stubs.conversations.SendMessage(
+            send_request(
+                agent_number=ACME_WHATSAPP_NUMBER, channel=types_pb2.CHANNEL_WHATSAPP
+            ),
+            metadata=ACME,
+        )
+        seen: list[str] = []
+        token = ""
+        while True:
+            page = await stubs.conversations.ListConversations(
+                conversation_pb2.ListConversationsRequest(
+                    agent_number=ACME_NUMBER,
+                    metadata={"tier": "gold"},
+                    page_size=2,
+                    page_token=token,
+                ),
+                metadata=ACME,
+            )
+            seen.extend(c.user_number for c in page.conversations)
+            token = page.next_page_token
+            if not token:
+                break
+        assert sorted(seen) == ["+14155550100", "+14155550102", "+14155550104"]
+        by_number = await stubs.conversations.ListConversations(
+            conversation_pb2.ListConversationsRequest(
+                user_number="+1 415 555 0103", metadata={"rank": "3"}
+            ),
+            metadata=ACME,
+        )
+        assert [c.user_number for c in by_number.conversations] == ["+14155550103"]
+        ended = await stubs.conversations.ListConversations(
+            conversation_pb2.ListConversationsRequest(
+                state=types_pb2.CONVERSATION_STATE_ENDED
+            ),
+            metadata=ACME,
+        )
+        assert list(ended.conversations) == []
+        other = await stubs.conversations.ListConversations(
+            conversation_pb2.ListConversationsRequest(), metadata=GLOBEX
+        )
+        assert list(other.conversations) == []
+
+    async def test_page_size_too_large(self, stubs: Stubs) -> None:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stubs.conversations.ListConversations(
+                conversation_pb2.ListConversationsRequest(page_size=1001), metadata=ACME
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
