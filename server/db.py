@@ -107,7 +107,7 @@ class Database:
                 callback()
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        """Read one row on the reader connection (sees committed data only)."""
+        """Read one row on the reader connection, which reads committed data only."""
         rows = await self._reader.execute_fetchall(sql, params)
         return next(iter(rows), None)
 

@@ -3,7 +3,7 @@
 Servicer methods are written as `async def Method(self, request, context,
 principal)` and wrapped with `@unary` or `@streaming`, which authenticate
 the caller, bind ids for logging, turn `ParleyError` into a rich gRPC status
-and log any other exception before answering INTERNAL.
+and log any other exception before returning INTERNAL.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from server.app import Components
 
 # ListConversations with metadata filters reads at most this many rows per
-# page requested, so a filter that matches nothing cannot scan forever; the
+# row requested, so a filter that matches nothing cannot scan forever. The
 # page may then be short, with a next_page_token to continue.
 _SCAN_FACTOR = 10
 # A page stops growing at about this size, well below the 4 MiB that gRPC
