@@ -9,9 +9,10 @@ GEN_DIR := clients/python
 GEN_STAMP := $(GEN_DIR)/parley/v1/.generated
 PROTOS := $(wildcard proto/parley/v1/*.proto)
 
-CONFIG ?= config/demo.yaml
-DATABASE ?= var/parley.db
-LISTEN ?= 127.0.0.1:50051
+# `make run LISTEN=127.0.0.1:50061` (or PARLEY_LISTEN) serves elsewhere.
+CONFIG ?= $(or $(PARLEY_CONFIG),config/demo.yaml)
+DATABASE ?= $(or $(PARLEY_DATABASE),var/parley.db)
+LISTEN ?= $(or $(PARLEY_LISTEN),127.0.0.1:50051)
 
 .PHONY: venv proto run test lint format bench clean
 
@@ -43,7 +44,7 @@ $(GEN_STAMP): $(PROTOS) $(INSTALLED)
 
 run: proto
 	@mkdir -p $(dir $(DATABASE))
-	@echo "Parley demo: listening on $(LISTEN)"
+	@echo "Starting the Parley demo on $(LISTEN) (database $(DATABASE))"
 	@echo "Demo API key: $$($(BIN)/python -m server.demo_key $(CONFIG))"
 	$(BIN)/python -m server --config $(CONFIG) --database $(DATABASE) --listen $(LISTEN)
 

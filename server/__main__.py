@@ -19,7 +19,9 @@ log = structlog.get_logger("parley.server")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m server", description="Run the Parley server."
+        prog="python -m server",
+        description="Run the Parley server.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--config",

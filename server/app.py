@@ -207,6 +207,7 @@ class Parley:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if components is not None:
+            await components.lifecycle.stop()
             await components.delivery.stop()
             await components.carrier.stop()
             await components.database.close()

@@ -17,10 +17,25 @@ Extraction rules:
   different value, because the user then changed the value or the rule
   also matched unrelated text.
 - A variable without any value gets no citation.
+
+Limits:
+
+- Only the last 500 messages of the transcript are read.
+- A citation's string value is cut to its first 1,000 characters, with no
+  marker. The excerpt, the whole match, is cut to 200 characters ending
+  in "...".
+- Citations are added in variable order until the next one would take the
+  sum of their serialized sizes over 64 KiB. That citation and the ones
+  after it are left out, without an error or a log entry.
+
+Extraction is CPU work that can take seconds on long transcripts, so code
+running on an event loop calls `extract_citations_async`, which runs it on
+a worker thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -51,6 +66,9 @@ MAX_ENUM_VALUES = 100
 ENUM_VALUE_MAX_CHARS = 128
 REGEX_MAX_CHARS = 1_000
 EXCERPT_MAX_CHARS = 200
+VALUE_MAX_CHARS = 1_000
+CITATIONS_MAX_BYTES = 64 * 1024
+MAX_TRANSCRIPT_MESSAGES = 500
 DEFAULT_CONFIDENCE = 0.9
 DISAGREEMENT_FACTOR = 0.8
 
@@ -278,29 +296,53 @@ def extract_citations(
     `schema` must have passed `validate_citation_schema`. Citations follow
     the order of the variables. `default_region` (a region code such as "US")
     lets the PHONE preset read numbers written without a leading '+'. Without
-    it, only international numbers are read.
+    it, only international numbers are read. Only the last 500 messages are
+    read, and the citations stop before their serialized sizes sum to over
+    64 KiB.
     """
+    recent = transcript[-MAX_TRANSCRIPT_MESSAGES:]
     citations: list[types_pb2.Citation] = []
+    total_bytes = 0
     for variable in schema.variables:
-        found = list(_find_values(variable, transcript, default_region))
+        found = list(_find_values(variable, recent, default_region))
         if not found:
             continue
         latest = found[-1]
         confidence = latest.confidence
         if any(item.value != latest.value for item in found[:-1]):
             confidence *= DISAGREEMENT_FACTOR
-        citations.append(
-            types_pb2.Citation(
-                schema_id=schema.id,
-                variable=variable.name,
-                type=variable.type.upper(),
-                value=_to_proto_value(latest.value),
-                message_id=latest.message.id,
-                confidence=confidence,
-                excerpt=latest.excerpt,
-            )
+        citation = types_pb2.Citation(
+            schema_id=schema.id,
+            variable=variable.name,
+            type=variable.type.upper(),
+            value=_to_proto_value(latest.value),
+            message_id=latest.message.id,
+            confidence=confidence,
+            excerpt=latest.excerpt,
         )
+        total_bytes += citation.ByteSize()
+        if total_bytes > CITATIONS_MAX_BYTES:
+            break
+        citations.append(citation)
     return citations
+
+
+async def extract_citations_async(
+    schema: definitions_pb2.CitationSchema,
+    transcript: Sequence[types_pb2.Message],
+    *,
+    default_region: str | None = None,
+) -> list[types_pb2.Citation]:
+    """Run `extract_citations` on a worker thread, so the event loop stays free.
+
+    The last 500 messages are copied to a list first, so messages appended
+    meanwhile are not read. The schema and the messages themselves are
+    shared with the thread and must not be changed until this returns.
+    """
+    recent = list(transcript[-MAX_TRANSCRIPT_MESSAGES:])
+    return await asyncio.to_thread(
+        extract_citations, schema, recent, default_region=default_region
+    )
 
 
 def _find_values(
@@ -364,6 +406,8 @@ class _CompiledRule:
                 if captured is None:
                     continue
             value = coerce_value(captured, variable, reference)
+            if isinstance(value, str):
+                value = value[:VALUE_MAX_CHARS]
             if value is not None:
                 return value, _excerpt(match.group(0))
         return None

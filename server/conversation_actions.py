@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from parley.v1 import conversation_pb2, types_pb2
 
 from server import idempotency
-from server.citations import extract_citations
+from server.citations import extract_citations_async
 from server.conversation_store import load_conversation, load_transcript
 from server.definitions import get_citation_schema, get_outcome
 from server.end_results import extract_configured_citations, run_outcome
@@ -130,7 +130,7 @@ class ConversationActions:
             )
         transcript = await load_transcript(self._components.database, conversation.id)
         return conversation_pb2.RunCitationSchemaResponse(
-            citations=extract_citations(schema, transcript)
+            citations=await extract_citations_async(schema, transcript)
         )
 
     async def run_outcome(

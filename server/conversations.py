@@ -23,6 +23,7 @@ from server.conversation_store import (
     update_conversation,
 )
 from server.db import Transaction
+from server.definitions import get_pathway_version
 from server.directory import (
     NumberRecord,
     get_number,
@@ -234,6 +235,13 @@ class Conversations:
             state=types_pb2.CONVERSATION_STATE_ACTIVE,
         )
         before = conversation.SerializeToString(deterministic=True)
+        if _pathway_changed(conversation.config, config):
+            # A different pathway, version or entry node starts from its entry
+            # node again; captured variables stay.
+            conversation.current_node_id = ""
+            conversation.resolved_pathway_version = ""
+        if config.pathway_id and _sets_pathway(request):
+            await _check_pathway_published(tx, account_id, config)
         conversation.persona_id = persona.persona_id
         conversation.persona_version = persona.version
         conversation.overrides.CopyFrom(overrides)
@@ -295,6 +303,42 @@ class Conversations:
             now_ms=now,
         )
         return message
+
+
+def _pathway_changed(
+    old: types_pb2.EffectiveConfig, new: types_pb2.EffectiveConfig
+) -> bool:
+    return (old.pathway_id, old.pathway_version, old.start_node_id) != (
+        new.pathway_id,
+        new.pathway_version,
+        new.start_node_id,
+    )
+
+
+def _sets_pathway(request: TurnRequest) -> bool:
+    """Tell whether the request chooses a pathway, directly or through a persona."""
+    settings = request.persona_settings
+    return (
+        bool(request.persona_id)
+        or any(request.HasField(name) for name in _PATHWAY_FIELDS)
+        or any(settings.HasField(name) for name in _PATHWAY_FIELDS)
+    )
+
+
+async def _check_pathway_published(
+    tx: Transaction, account_id: str, config: types_pb2.EffectiveConfig
+) -> None:
+    found = await get_pathway_version(
+        tx, account_id, config.pathway_id, config.pathway_version
+    )
+    if found is None:
+        version = config.pathway_version or "(latest)"
+        raise not_found(
+            "PATHWAY_NOT_FOUND",
+            f"pathway_id {quote_value(config.pathway_id)} version {quote_value(version)} is"
+            " not published for this account; publish it with"
+            " AdminService.PublishPathwayVersion or the config file.",
+        )
 
 
 async def _owned_number(tx: Transaction, account_id: str, turn: Turn) -> NumberRecord:

@@ -10,6 +10,7 @@ while the lock is still held; the event broker relies on that ordering.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -93,18 +94,33 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        """Open a write transaction; commit on success, roll back on error."""
+        """Open a write transaction; commit on success, roll back on error.
+
+        A cancelled caller cannot leave the connection inside a transaction:
+        statements run in order on aiosqlite's thread, so the rollback (or the
+        commit and its callbacks) queued here still runs after whatever the
+        cancelled await had started.
+        """
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
             transaction = Transaction(self._writer)
             try:
+                await self._writer.execute("BEGIN IMMEDIATE")
                 yield transaction
             except BaseException:
-                await self._writer.rollback()
+                await asyncio.shield(asyncio.ensure_future(self._rollback()))
                 raise
-            await self._writer.commit()
-            for callback in transaction._after_commit:
-                callback()
+            commit = asyncio.ensure_future(self._writer.commit())
+            commit.add_done_callback(
+                lambda done: _run_after_commit(done, transaction._after_commit)
+            )
+            await asyncio.shield(commit)
+
+    async def _rollback(self) -> None:
+        try:
+            await self._writer.rollback()
+        except sqlite3.OperationalError:
+            # BEGIN itself failed, so there is no transaction to roll back.
+            log.warning("rollback_without_transaction")
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         """Read one row on the reader connection, which reads committed data only."""
@@ -113,6 +129,15 @@ class Database:
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return list(await self._reader.execute_fetchall(sql, params))
+
+
+def _run_after_commit(
+    commit: asyncio.Future[None], callbacks: list[Callable[[], None]]
+) -> None:
+    if commit.cancelled() or commit.exception() is not None:
+        return
+    for callback in callbacks:
+        callback()
 
 
 def _usable_file_path(path: Path) -> bool:

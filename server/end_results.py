@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import structlog
 from parley.v1 import definitions_pb2, types_pb2
 
-from server.citations import extract_citations
+from server.citations import extract_citations_async
 from server.conversation_store import load_transcript, metadata_dict
 from server.definitions import get_citation_schema, get_outcome
 from server.outcomes import (
@@ -59,7 +59,7 @@ async def extract_configured_citations(
                 citation_schema_id=schema_id,
             )
             continue
-        citations.extend(extract_citations(schema, transcript))
+        citations.extend(await extract_citations_async(schema, transcript))
     return citations
 
 

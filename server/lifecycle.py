@@ -10,6 +10,7 @@ results and appends CONVERSATION_ENDED with them in one transaction.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import structlog
@@ -57,12 +58,18 @@ if TYPE_CHECKING:
 log = structlog.get_logger("parley.lifecycle")
 
 SYSTEM_ACTOR = "system"
+# How long a started finalisation keeps its timer row from firing again. Ten
+# minutes is longer than 50 outcomes at their 10-second maximum would take.
+FINALIZE_LEASE_MS = 600_000
 
 
 class Lifecycle:
     def __init__(self, components: Components) -> None:
         self.components = components
         self.replies = PathwayReplies(components)
+        # Conversations being finalised now, so their outcomes never run twice.
+        self._finalizing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # Agent turns -----------------------------------------------------------
 
@@ -118,6 +125,15 @@ class Lifecycle:
         Returns the finished conversation, or None when another caller already
         finalised it.
         """
+        if conversation_id in self._finalizing:
+            return None
+        self._finalizing.add(conversation_id)
+        try:
+            return await self._finalize(conversation_id)
+        finally:
+            self._finalizing.discard(conversation_id)
+
+    async def _finalize(self, conversation_id: str) -> types_pb2.Conversation | None:
         components = self.components
         conversation = await _load_any(components, conversation_id)
         if conversation is None:
@@ -156,7 +172,7 @@ class Lifecycle:
 
     async def fire_timer(self, conversation_id: str, kind: str, due_at: int) -> None:
         if kind == FINALIZE:
-            await self.finalize(conversation_id)
+            await self._start_finalize(conversation_id)
         elif kind in (WARNING, TIMEOUT):
             await self._fire_inactivity(conversation_id, kind, due_at)
         else:
@@ -165,6 +181,40 @@ class Lifecycle:
             )
             async with self.components.database.transaction() as tx:
                 await take_timer(tx, conversation_id, kind, due_at)
+
+    async def _start_finalize(self, conversation_id: str) -> None:
+        """Finalise in the background, so slow outcome scripts hold up no timer.
+
+        The FINALIZE row is leased: its due time moves forward while the work
+        runs, and the work deletes it at the end. After a crash the lease
+        runs out and the row fires again.
+        """
+        if conversation_id in self._finalizing:
+            return
+        async with self.components.database.transaction() as tx:
+            await tx.execute(
+                "UPDATE timers SET due_at = ? WHERE conversation_id = ? AND kind = ?",
+                (
+                    self.components.clock.now_ms() + FINALIZE_LEASE_MS,
+                    conversation_id,
+                    FINALIZE,
+                ),
+            )
+        task = asyncio.create_task(self._finalize_logged(conversation_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finalize_logged(self, conversation_id: str) -> None:
+        try:
+            await self.finalize(conversation_id)
+        except Exception:
+            log.exception("finalize_failed", conversation_id=conversation_id)
+
+    async def stop(self) -> None:
+        """Cancel background finalisations; their leased rows fire after a restart."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _fire_inactivity(
         self, conversation_id: str, kind: str, due_at: int

@@ -8,11 +8,12 @@ cannot leak an API key or a full phone number.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -20,8 +21,9 @@ _SECRET_KEYS = frozenset({"api_key", "authorization", "key", "token", "password"
 # Seven or more digits (any script), optionally after "+" and grouped by
 # single spaces, dots, slashes, dashes or parentheses: a phone number quoted
 # inside free text such as an error message. Long runs of digits that are
-# not phone numbers get masked too, which costs little in a log.
-_PHONE_IN_TEXT = re.compile(r"\+?\(?\d(?:[ .()/\-]{0,2}\d){6,}")
+# not phone numbers get masked too, which costs little in a log. Digits
+# glued to letters or underscores (ids such as conv_4f06...) are left alone.
+_PHONE_IN_TEXT = re.compile(r"(?<!\w)\+?\(?\d(?:[ .()/\-]{0,2}\d){6,}")
 
 
 def mask_number(number: str) -> str:
@@ -48,6 +50,24 @@ def _scrub(
     return event_dict
 
 
+class _QuietStderr:
+    """Standard error that drops lines once it is closed.
+
+    A server whose log reader went away must still shut down on SIGTERM, so
+    a broken pipe must not turn a log call into an exception.
+    """
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except (ValueError, OSError):
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Configure structlog; `fmt` is "json" (production) or "console"."""
     renderer: Any = (
@@ -59,14 +79,15 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            # Tracebacks are text before the scrub, so it masks numbers in them.
+            structlog.processors.format_exc_info,
             _scrub,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _QuietStderr())),
         cache_logger_on_first_use=False,
     )

@@ -50,6 +50,13 @@ from server.validation import quote_value
 OUTCOME_ID_MAX_CHARS = 128
 SCRIPT_MAX_BYTES = 64 * 1024
 RESULT_MAX_BYTES = 64 * 1024
+# Each JSON level costs two protobuf levels (Value, then ListValue or Struct),
+# and an event wraps the result in three more (Event, Conversation and
+# OutcomeResult). The upb decoder of the Python protobuf runtime limits the
+# nesting depth: with protobuf 7.36.2 an Event holding a result 50 levels deep
+# fails to decode, and so does every later read of its conversation. 20 levels
+# leave room for responses that wrap the conversation further.
+RESULT_MAX_DEPTH = 20
 DEFAULT_TIME_LIMIT_MS = 1_000
 MAX_TIME_LIMIT_MS = 10_000
 DEFAULT_MEMORY_LIMIT_MB = 32
@@ -265,8 +272,9 @@ def run_outcome(
     """Run the outcome's script in a new child process and return its result.
 
     Blocks until the child ends. Never raises for a problem of the script
-    or its inputs: an exception, the time or memory limit, a result that JSON
-    cannot represent or that exceeds 64 KiB give status FAILED with `error`.
+    or its inputs. An exception or the time or memory limit gives status
+    FAILED with `error`, and so does a result that JSON cannot represent,
+    that exceeds 64 KiB or that nests arrays and objects over 20 levels deep.
     `duration_ms` is the script's time measured in the child, or the wall
     time when the child did not report.
     """
@@ -431,9 +439,20 @@ def _result_from_json(
     if size > RESULT_MAX_BYTES:
         error = f"the result is {size:,} bytes of JSON; the maximum is {RESULT_MAX_BYTES:,} bytes"
         return _failed(outcome, error, elapsed_ms)
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError) as parse_error:
+        message = f"the result cannot be stored: {parse_error}"
+        return _failed(outcome, message, elapsed_ms)
+    if _json_depth(parsed) > RESULT_MAX_DEPTH:
+        message = (
+            f"the result is nested deeper than {RESULT_MAX_DEPTH} levels; return "
+            "flatter arrays and objects"
+        )
+        return _failed(outcome, message, elapsed_ms)
     value = struct_pb2.Value()
     try:
-        json_format.ParseDict(json.loads(text), value)
+        json_format.ParseDict(parsed, value)
     except (ValueError, RecursionError, json_format.ParseError) as error:
         return _failed(outcome, f"the result cannot be stored: {error}", elapsed_ms)
     return types_pb2.OutcomeResult(
@@ -442,6 +461,26 @@ def _result_from_json(
         result=value,
         duration_ms=elapsed_ms,
     )
+
+
+def _json_depth(value: Any) -> int:
+    """Count the nesting levels of arrays and objects in `value`. A scalar has 0.
+
+    Iterative, so it measures any depth that `json.loads` accepted.
+    """
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: list[Any] = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _failed(

@@ -7,6 +7,7 @@ last reply, empty before the first one).
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,7 +135,11 @@ class PathwayReplies:
         graph = self._graphs.get(key)
         if graph is None:
             try:
-                graph = PathwayGraph.from_definition(definition)
+                # Compiling a large graph takes up to about half a second, so
+                # it runs off the event loop.
+                graph = await asyncio.to_thread(
+                    PathwayGraph.from_definition, definition
+                )
             except ParleyError as error:
                 raise failed_precondition("INVALID_PATHWAY", error.message) from error
             self._graphs[key] = graph

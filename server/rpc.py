@@ -56,7 +56,15 @@ def unary(
                 context.invocation_metadata() or ()
             )
             structlog.contextvars.bind_contextvars(account_id=principal.account_id)
-            return await handler(self, request, context, principal)
+            # A call whose client gives up (deadline, cancel) still finishes its
+            # work, so a write is never cut in half; a retry with the same
+            # idempotency key then gets the stored response.
+            work = asyncio.ensure_future(handler(self, request, context, principal))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                work.add_done_callback(_log_orphaned_failure)
+                raise
         except ParleyError as error:
             code, failure = error.code, error
         except asyncio.CancelledError:
@@ -111,6 +119,15 @@ def streaming(
             await _abort(context, failure)
 
     return wrapper
+
+
+def _log_orphaned_failure(work: asyncio.Future[Any]) -> None:
+    """Log an unexpected error of a call whose caller was cancelled meanwhile."""
+    if work.cancelled():
+        return
+    error = work.exception()
+    if error is not None and not isinstance(error, ParleyError):
+        log.error("rpc_failed_after_cancel", error=repr(error))
 
 
 def _reject_malformed(request: object) -> None:

@@ -30,6 +30,28 @@ PERSONA_ID = "7b0e8c1e-3f5a-4a53-9d6e-2f4f1d9a0c11"
 GLOBEX_PERSONA_ID = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
 
 
+def with_override_pathways(config: dict[str, Any]) -> dict[str, Any]:
+    """Publish the pathways that the override tests name, in acme's config."""
+    config["accounts"][0]["pathways"] = [
+        _one_node_pathway("persona-path", ["1"]),
+        _one_node_pathway("request-path", ["1", "3"]),
+        _one_node_pathway("settings-path", ["3"]),
+    ]
+    return config
+
+
+def _one_node_pathway(pathway_id: str, versions: list[str]) -> dict[str, Any]:
+    """A published pathway whose single node greets, for override tests."""
+    definition = {
+        "start_node_id": "hello",
+        "nodes": [{"id": "hello", "text": "Hello!"}],
+    }
+    return {
+        "id": pathway_id,
+        "versions": [{"version": v, "definition": definition} for v in versions],
+    }
+
+
 def base_config() -> dict[str, Any]:
     """Two accounts with one number each, a persona and a fast carrier."""
     return {

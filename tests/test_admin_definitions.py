@@ -212,6 +212,28 @@ class TestPathways:
         assert "nowhere" in (error.details() or "")
         assert definition_counts(server)["pathway_versions"] == 0
 
+    async def test_oversized_pathway_rejected(
+        self, server: Parley, stubs: Stubs
+    ) -> None:
+        """A definition over 256 KiB is rejected as a whole, and nothing is stored."""
+        definition = booking_definition()
+        for index in range(200):
+            node = definition.nodes.add(id=f"filler-{index}", end=True)
+            node.text = "x" * 1_600
+        assert definition.ByteSize() > 256 * 1024
+        before = definition_counts(server)
+        error = await rpc_error(
+            stubs.admin.PublishPathwayVersion(
+                publish_request("booking", "1", definition), metadata=ACME
+            )
+        )
+
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_reason(error) == "INVALID_PATHWAY"
+        assert violation_fields(error) == ["definition"]
+        assert "maximum is 262,144 bytes" in (error.details() or "")
+        assert definition_counts(server) == before
+
     @pytest.mark.parametrize(
         ("pathway_id", "version", "field", "reason"),
         [

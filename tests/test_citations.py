@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,10 +14,15 @@ import pytest
 from google.protobuf import json_format, timestamp_pb2
 from parley.v1 import definitions_pb2, types_pb2
 
+from server import citations as citations_module
 from server.citations import (
+    CITATIONS_MAX_BYTES,
     DEFAULT_CONFIDENCE,
     DISAGREEMENT_FACTOR,
+    MAX_TRANSCRIPT_MESSAGES,
+    VALUE_MAX_CHARS,
     extract_citations,
+    extract_citations_async,
     normalize_citation_schema,
     validate_citation_schema,
 )
@@ -358,6 +365,114 @@ def test_excerpt_is_cut_to_200_characters() -> None:
     assert plain(citation) == "x" * 500
     assert len(citation.excerpt) == 200
     assert citation.excerpt.endswith("...")
+
+
+def test_string_value_is_cut_to_1000_characters() -> None:
+    citation_schema = schema(variable("note", "STRING", {"regex": r"(?s)(.*)"}))
+    text = "".join(str(index % 10) for index in range(1_600))
+    citation = extract(citation_schema, [message("m1", text)])["note"]
+    assert VALUE_MAX_CHARS == 1_000
+    assert plain(citation) == text[:1_000]
+    assert len(citation.excerpt) == 200
+
+
+def test_cut_values_compare_equal() -> None:
+    # Values that differ only after 1,000 characters are stored equal.
+    citation_schema = schema(variable("note", "STRING", {"regex": r"(?s)(.*)"}))
+    transcript = [message("m1", "x" * 1_200 + "a"), message("m2", "x" * 1_200 + "b")]
+    citation = extract(citation_schema, transcript)["note"]
+    assert plain(citation) == "x" * 1_000
+    assert citation.confidence == pytest.approx(DEFAULT_CONFIDENCE)
+
+
+def test_citations_stop_at_64_kib() -> None:
+    names = [f"v{index}" for index in range(100)]
+    citation_schema = schema(
+        *(variable(name, "STRING", {"regex": r"(?s)(.*)"}) for name in names)
+    )
+    validate_citation_schema(citation_schema)
+    citations = extract_citations(citation_schema, [message("m1", "y" * 1_600)])
+    sizes = [citation.ByteSize() for citation in citations]
+    next_citation = types_pb2.Citation()
+    next_citation.CopyFrom(citations[-1])
+    next_citation.variable = names[len(citations)]
+    assert CITATIONS_MAX_BYTES == 64 * 1024
+    assert 0 < len(citations) < len(names)
+    assert [citation.variable for citation in citations] == names[: len(citations)]
+    assert sum(sizes) <= CITATIONS_MAX_BYTES
+    assert sum(sizes) + next_citation.ByteSize() > CITATIONS_MAX_BYTES
+
+
+def test_citations_under_64_kib_are_all_kept() -> None:
+    names = [f"v{index}" for index in range(100)]
+    citation_schema = schema(
+        *(variable(name, "NUMBER", {"preset": "NUMBER"}) for name in names)
+    )
+    citations = extract(citation_schema, [message("m1", "table for 4")])
+    assert list(citations) == names
+
+
+def test_only_last_500_messages_are_read() -> None:
+    citation_schema = schema(variable("email", "STRING", {"preset": "EMAIL"}))
+    filler = [message(f"f{index}", "hello") for index in range(499)]
+    assert MAX_TRANSCRIPT_MESSAGES == 500
+    too_old = [message("m0", "a@example.com"), message("m1", "hi"), *filler]
+    assert extract(citation_schema, too_old) == {}
+    oldest_read = [message("m0", "b@example.com"), *filler]
+    citation = extract(citation_schema, oldest_read)["email"]
+    assert plain(citation) == "b@example.com"
+    assert citation.message_id == "m0"
+
+
+async def test_async_extraction_matches_sync() -> None:
+    citation_schema = schema(
+        variable("email", "STRING", {"preset": "EMAIL"}),
+        variable("phone", "STRING", {"preset": "PHONE"}),
+    )
+    validate_citation_schema(citation_schema)
+    transcript = [message("m1", "mail a@example.com or call 415 555 2671")]
+    expected = extract_citations(citation_schema, transcript, default_region="US")
+    result = await extract_citations_async(
+        citation_schema, transcript, default_region="US"
+    )
+    assert result == expected
+    assert len(result) == 2
+
+
+async def test_async_extraction_runs_on_worker_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[threading.Thread] = []
+    received: list[int] = []
+
+    def record(
+        citation_schema: definitions_pb2.CitationSchema,
+        transcript: list[types_pb2.Message],
+        *,
+        default_region: str | None = None,
+    ) -> list[types_pb2.Citation]:
+        threads.append(threading.current_thread())
+        received.append(len(transcript))
+        time.sleep(0.2)
+        return []
+
+    monkeypatch.setattr(citations_module, "extract_citations", record)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    transcript = [message(f"m{index}", "hi") for index in range(600)]
+    result = await extract_citations_async(schema(), transcript)
+    ticker.cancel()
+    assert result == []
+    assert threads[0] is not threading.main_thread()
+    assert received == [500]
+    assert ticks >= 5
 
 
 def test_empty_matches_are_skipped() -> None:

@@ -18,6 +18,8 @@ from conftest import (
     PERSONA_ID,
     USER_NUMBER,
     Stubs,
+    base_config,
+    with_override_pathways,
 )
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
@@ -76,6 +78,12 @@ async def get_config(stubs: Stubs, conversation_id: str) -> types_pb2.EffectiveC
 
 async def usage(stubs: Stubs, metadata: Any = ACME) -> admin_pb2.GetUsageResponse:
     return await stubs.admin.GetUsage(admin_pb2.GetUsageRequest(), metadata=metadata)
+
+
+@pytest.fixture
+def config_data() -> dict[str, Any]:
+    """The base config plus the pathways that overrides in these tests name."""
+    return with_override_pathways(base_config())
 
 
 class TestTimeoutValidation:

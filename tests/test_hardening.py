@@ -267,3 +267,57 @@ class TestStartupFailures:
         )  # fmt: skip
         assert result.returncode == 2
         assert "PERSONA_VERSION_IMMUTABLE" in result.stderr
+
+
+class TestCancelledCalls:
+    async def test_cancelled_sends_leave_database_usable(self, stubs: Stubs) -> None:
+        """Calls cut off by tiny deadlines never leave a transaction open."""
+        for round_number in range(3):
+            calls = [
+                stubs.conversations.SendMessage(
+                    conversation_pb2.SendMessageRequest(
+                        agent_number=ACME_NUMBER,
+                        user_number=USER_NUMBER,
+                        agent_message=f"round {round_number} call {index}",
+                    ),
+                    metadata=ACME,
+                    timeout=0.002 + index * 0.001,
+                )
+                for index in range(40)
+            ]
+            await asyncio.gather(*calls, return_exceptions=True)
+        response = await stubs.conversations.SendMessage(
+            conversation_pb2.SendMessageRequest(
+                agent_number=ACME_NUMBER, user_number=USER_NUMBER, agent_message="after"
+            ),
+            metadata=ACME,
+        )
+        assert response.message_status == types_pb2.MESSAGE_STATUS_QUEUED
+
+    async def test_cancel_at_begin_rolls_back(self, tmp_path: Path) -> None:
+        """A task cancelled while BEGIN runs leaves no transaction behind."""
+        from server.db import Database
+
+        database = await Database.open(tmp_path / "cancel.db")
+        try:
+            for _ in range(20):
+
+                async def write() -> None:
+                    async with database.transaction() as tx:
+                        await tx.execute(
+                            "INSERT INTO meta (key, value) VALUES ('k', 1)"
+                        )
+                        await asyncio.sleep(1)
+
+                task = asyncio.create_task(write())
+                await asyncio.sleep(0)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            async with database.transaction() as tx:
+                await tx.execute("INSERT INTO meta (key, value) VALUES ('ok', 1)")
+            row = await database.fetchone("SELECT COUNT(*) AS n FROM meta")
+            assert row is not None
+            assert row["n"] == 1
+        finally:
+            await database.close()

@@ -10,7 +10,14 @@ from typing import Any
 import grpc
 import pytest
 import yaml
-from conftest import ACME, ACME_NUMBER, USER_NUMBER, Stubs, base_config
+from conftest import (
+    ACME,
+    ACME_NUMBER,
+    USER_NUMBER,
+    Stubs,
+    base_config,
+    with_override_pathways,
+)
 from google.protobuf import json_format, struct_pb2
 from helpers import error_reason
 from parley.v1 import (
@@ -60,6 +67,12 @@ BOOKING_PATHWAY: dict[str, Any] = {
         {"id": "bye", "text": "No problem, goodbye.", "end": True},
     ],
 }
+
+
+@pytest.fixture
+def config_data() -> dict[str, Any]:
+    """The base config plus the pathways that overrides in these tests name."""
+    return with_override_pathways(base_config())
 
 
 class ManualClock:
@@ -572,3 +585,43 @@ class TestRestartAfterEnd:
                 "Hello",
                 "Hi again",
             ]
+
+
+class TestPathwayOverrides:
+    async def test_unknown_pathway_rejected_with_text(self, stubs: Stubs) -> None:
+        """A pathway override is checked even when the send carries its text."""
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stubs.conversations.SendMessage(
+                conversation_pb2.SendMessageRequest(
+                    agent_number=ACME_NUMBER,
+                    user_number=USER_NUMBER,
+                    agent_message="hi",
+                    pathway_id="nosuch",
+                ),
+                metadata=ACME,
+            )
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert error_reason(caught.value) == "PATHWAY_NOT_FOUND"
+
+    async def test_switching_pathway_restarts_at_entry(self, stubs: Stubs) -> None:
+        await publish_booking(stubs)
+        sent = await stubs.conversations.SendMessage(
+            conversation_pb2.SendMessageRequest(
+                agent_number=ACME_NUMBER, user_number=USER_NUMBER, pathway_id="booking"
+            ),
+            metadata=ACME,
+        )
+        await inbound(stubs, "yes")
+        assert (await get(stubs, sent.conversation_id)).current_node_id == "confirm"
+        await stubs.conversations.SendMessage(
+            conversation_pb2.SendMessageRequest(
+                agent_number=ACME_NUMBER,
+                user_number=USER_NUMBER,
+                pathway_id="request-path",
+            ),
+            metadata=ACME,
+        )
+        conversation = await get(stubs, sent.conversation_id)
+        assert conversation.current_node_id == "hello"
+        assert conversation.resolved_pathway_version == "3"
+        assert (await texts(stubs, sent.conversation_id))[-1][1] == "Hello!"

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
-from parley.v1 import definitions_pb2, types_pb2
+from parley.v1 import definitions_pb2, events_pb2, types_pb2
 
 from server import outcomes
 from server.errors import ParleyError
 from server.outcomes import (
     MAX_CONCURRENT_RUNS,
+    RESULT_MAX_DEPTH,
     citations_for_scripts,
     run_outcome,
     run_outcome_async,
@@ -229,6 +231,53 @@ def test_multibyte_result_over_size_cap_fails() -> None:
 def test_result_under_size_cap_succeeds() -> None:
     result = run("return 'x'.repeat(60000);")
     assert result.status == SUCCEEDED, result.error
+
+
+def nested_arrays_script(depth: int) -> str:
+    """Return a script whose result is `depth` arrays, each inside the next."""
+    return f"let v = []; for (let i = 1; i < {depth}; i++) v = [v]; return v;"
+
+
+def nested_objects_script(depth: int) -> str:
+    """Return a script whose result is `depth` objects, each inside the next."""
+    return f"let v = {{}}; for (let i = 1; i < {depth}; i++) v = {{a: v}}; return v;"
+
+
+@pytest.mark.parametrize("make_script", [nested_arrays_script, nested_objects_script])
+def test_result_at_max_depth_succeeds(make_script: Callable[[int], str]) -> None:
+    result = run(make_script(RESULT_MAX_DEPTH))
+    assert RESULT_MAX_DEPTH == 20
+    assert result.status == SUCCEEDED, result.error
+    assert result.error == ""
+
+
+@pytest.mark.parametrize("make_script", [nested_arrays_script, nested_objects_script])
+@pytest.mark.parametrize("depth", [RESULT_MAX_DEPTH + 1, 50])
+def test_result_over_max_depth_fails(
+    make_script: Callable[[int], str], depth: int
+) -> None:
+    result = run(make_script(depth))
+    assert result.status == FAILED
+    assert result.error.startswith("the result is nested deeper than 20 levels")
+    assert not result.HasField("result")
+
+
+def test_scalars_in_deep_result_count_no_level() -> None:
+    # 20 arrays around a number and a string stay within the limit.
+    script = "let v = [1, 'x']; for (let i = 1; i < 20; i++) v = [v, 2]; return v;"
+    result = run(script)
+    assert result.status == SUCCEEDED, result.error
+
+
+def test_max_depth_result_round_trips_in_event() -> None:
+    result = run(nested_arrays_script(RESULT_MAX_DEPTH))
+    assert result.status == SUCCEEDED, result.error
+    event = events_pb2.Event(
+        conversation=types_pb2.Conversation(outcomes=[result]),
+    )
+    decoded = events_pb2.Event.FromString(event.SerializeToString())
+    assert decoded == event
+    assert decoded.conversation.outcomes[0].result == result.result
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,22 @@ from parley.v1 import definitions_pb2
 
 from server.errors import ParleyError
 from server.pathways.conditions import (
+    KEYWORD_MAX_CHARS,
+    MAX_KEYWORDS,
+    NUMBER_MAX_ABS,
     CaptureRule,
     KeywordMatcher,
     Regex,
     compile_expression,
     parse_number,
 )
-from server.pathways.graph import PathwayGraph, Step
+from server.pathways.graph import (
+    DEFINITION_MAX_BYTES,
+    MAX_CAPTURES_PER_EDGE,
+    TEXT_MAX_CHARS,
+    PathwayGraph,
+    Step,
+)
 from server.pathways.templates import (
     RENDERED_MAX_CHARS,
     RenderedTextTooLongError,
@@ -280,6 +289,27 @@ def test_keywords_empty_rejected() -> None:
 
 
 @pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        (["k"] * (MAX_KEYWORDS + 1), "has 51 keywords"),
+        (["a" * (KEYWORD_MAX_CHARS + 1)], "101 characters long"),
+        (["a" * 100_000], "100,000 characters long"),
+    ],
+)
+def test_keywords_limits_rejected(keywords: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        KeywordMatcher(keywords)
+
+
+def test_keywords_at_limits_accepted() -> None:
+    keywords = [f"{index:02d}" + "x" * (KEYWORD_MAX_CHARS - 2) for index in range(50)]
+    assert len(keywords) == MAX_KEYWORDS
+    matcher = KeywordMatcher(keywords)
+    assert matcher.matches("say " + keywords[49])
+    assert not matcher.matches("say " + keywords[49][:-1])
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("8", 8),
@@ -295,6 +325,14 @@ def test_keywords_empty_rejected() -> None:
         ("٣", None),
         ("", None),
         ("9" * 5000, None),
+        ("9" * 400, None),
+        ("9" * 400 + ".5", None),
+        (str(2**53), 2**53),
+        (f"-{2**53}", -(2**53)),
+        (f"{2**53}.0", 2.0**53),
+        (str(2**53 + 1), None),
+        (f"-{2**53 + 1}", None),
+        ("9007199254740994.0", None),
     ],
 )
 def test_parse_number(text: str, expected: float | None) -> None:
@@ -307,6 +345,12 @@ def test_capture_number_and_string() -> None:
     assert number.extract("a table for 6 please") == 6
     assert number.extract("a table for six") is None
     assert whole.extract("  window seat \n") == "window seat"
+
+
+def test_capture_number_too_large_fails() -> None:
+    number = CaptureRule("party_size", Regex(r"(\d+)"), number=True)
+    assert number.extract("9" * 400) is None
+    assert number.extract(str(NUMBER_MAX_ABS)) == NUMBER_MAX_ABS
 
 
 # Graphs
@@ -398,6 +442,32 @@ def test_graph_end_reasons() -> None:
     assert graph.end_reason("booked") == "BOOKED"
     assert graph.end_reason("bye") == "PATHWAY_END"
     assert graph.step("bye", "hello?", {}).matched is False
+
+
+def test_graph_huge_number_does_not_match() -> None:
+    """A NUMBER capture past 2**53 fails, so the next edge is taken instead."""
+    capture = Capture(variable="amount", type="NUMBER")
+    definition = definitions_pb2.PathwayDefinition(
+        start_node_id="ask",
+        nodes=[
+            Node(
+                id="ask",
+                edges=[
+                    Edge(target_node_id="stored", captures=[capture]),
+                    Edge(target_node_id="other"),
+                ],
+            ),
+            Node(id="stored", end=True),
+            Node(id="other", end=True),
+        ],
+    )
+    graph = PathwayGraph.from_definition(definition)
+
+    huge = graph.step("ask", "9" * 400, {})
+    assert huge == Step(matched=True, target_node_id="other", captured={})
+    largest = graph.step("ask", str(2**53), {})
+    assert largest.target_node_id == "stored"
+    assert largest.captured == {"amount": 2**53}
 
 
 def test_graph_edge_without_conditions_matches() -> None:
@@ -536,6 +606,53 @@ def broken(path: str, value: Any) -> definitions_pb2.PathwayDefinition:
             "definition.nodes[1].edges[0].captures[0].type",
         ),
         ("nodes[2].edges", [Edge(target_node_id="ask")], "definition.nodes[2].edges"),
+        ("nodes[5].id", "a b\n\0", "definition.nodes[5].id"),
+        ("nodes[5].id", "tab\there", "definition.nodes[5].id"),
+        ("nodes[5].id", "no-break\u00a0space", "definition.nodes[5].id"),
+        ("nodes[5].id", "zero\u200bwidth", "definition.nodes[5].id"),
+        ("nodes[5].id", " ", "definition.nodes[5].id"),
+        (
+            "nodes[2].end_reason",
+            "lower case; DROP TABLE",
+            "definition.nodes[2].end_reason",
+        ),
+        ("nodes[2].end_reason", "booked", "definition.nodes[2].end_reason"),
+        ("nodes[2].end_reason", "_BOOKED", "definition.nodes[2].end_reason"),
+        ("nodes[2].end_reason", "1_BOOKED", "definition.nodes[2].end_reason"),
+        ("nodes[2].end_reason", "BOOKED-OK", "definition.nodes[2].end_reason"),
+        ("nodes[2].end_reason", "BOOKED\n", "definition.nodes[2].end_reason"),
+        ("nodes[2].end_reason", "B" * 65, "definition.nodes[2].end_reason"),
+        ("nodes[2].end_reason", "X" * 200_018, "definition.nodes[2].end_reason"),
+        (
+            "nodes[0].text",
+            "x" * (TEXT_MAX_CHARS + 1),
+            "definition.nodes[0].text",
+        ),
+        (
+            "nodes[0].text",
+            "{{ a }}" * 229,
+            "definition.nodes[0].text",
+        ),
+        (
+            "nodes[0].fallback_text",
+            "x" * (TEXT_MAX_CHARS + 1),
+            "definition.nodes[0].fallback_text",
+        ),
+        (
+            "nodes[0].edges[0].keywords",
+            ["k"] * (MAX_KEYWORDS + 1),
+            "definition.nodes[0].edges[0].keywords",
+        ),
+        (
+            "nodes[0].edges[0].keywords",
+            ["yes", "a" * (KEYWORD_MAX_CHARS + 1)],
+            "definition.nodes[0].edges[0].keywords[1]",
+        ),
+        (
+            "nodes[1].edges[0].captures",
+            [Capture(variable=f"v{index}") for index in range(21)],
+            "definition.nodes[1].edges[0].captures",
+        ),
     ],
 )
 def test_graph_invalid_names_element(path: str, value: Any, field: str) -> None:
@@ -602,3 +719,68 @@ def test_graph_field_name_prefix() -> None:
         )
     fields = [violation.field for violation in caught.value.violations]
     assert fields == ["version.definition.start_node_id"]
+
+
+def test_graph_limits_accepted_at_maximum() -> None:
+    """Values exactly at each limit compile."""
+    definition = two_step_definition()
+    ask, confirm, booked = definition.nodes[0], definition.nodes[1], definition.nodes[2]
+    ask.id = "é" + "!" * 126 + "😀"
+    definition.start_node_id = ask.id
+    ask.text = "x" * TEXT_MAX_CHARS
+    ask.fallback_text = "y" * TEXT_MAX_CHARS
+    keywords = [f"{index:02d}" + "k" * (KEYWORD_MAX_CHARS - 2) for index in range(50)]
+    del ask.edges[0].keywords[:]
+    ask.edges[0].keywords.extend(keywords)
+    captures = [Capture(variable=f"v{index}") for index in range(MAX_CAPTURES_PER_EDGE)]
+    confirm.edges[1].captures.extend(captures)
+    booked.end_reason = "B" + "_9" * 31 + "Z"
+    assert len(booked.end_reason) == 64
+
+    graph = PathwayGraph.from_definition(definition)
+
+    assert graph.start_node_id == ask.id
+    assert graph.end_reason("booked") == booked.end_reason
+    assert graph.step(ask.id, keywords[7], {}).target_node_id == "confirm"
+    step = graph.step("confirm", "12 people", {})
+    assert step.target_node_id == "too_many"
+    assert len(step.captured) == MAX_CAPTURES_PER_EDGE
+
+
+def padded_definition(size: int) -> definitions_pb2.PathwayDefinition:
+    """Return a valid definition of exactly `size` serialized bytes."""
+    nodes = [Node(id=f"n{index:03d}", end=True) for index in range(400)]
+    definition = definitions_pb2.PathwayDefinition(start_node_id="n000", nodes=nodes)
+    for node in definition.nodes:
+        missing = size - definition.ByteSize()
+        if missing <= 0:
+            break
+        # A text adds a tag and a length prefix to its characters, and the
+        # node's own length prefix can grow, so a few rounds reach `size` exactly.
+        for _ in range(5):
+            chars = len(node.text) + size - definition.ByteSize()
+            node.text = "x" * max(0, min(TEXT_MAX_CHARS, chars))
+    return definition
+
+
+def test_graph_size_limit() -> None:
+    accepted = padded_definition(DEFINITION_MAX_BYTES)
+    assert accepted.ByteSize() == DEFINITION_MAX_BYTES
+    assert PathwayGraph.from_definition(accepted).is_end("n000")
+
+    rejected = padded_definition(DEFINITION_MAX_BYTES + 1)
+    assert rejected.ByteSize() == DEFINITION_MAX_BYTES + 1
+    error = invalid_pathway(rejected)
+    assert [violation.field for violation in error.violations] == ["definition"]
+    assert "262,145 bytes" in error.message
+    assert "maximum is 262,144 bytes" in error.message
+
+
+def test_graph_oversized_keywords_rejected_fast() -> None:
+    """Three megabytes of keywords are rejected by size, before any compiling."""
+    edge = Edge(target_node_id="a", keywords=["a" * 100_000] * 30)
+    definition = definitions_pb2.PathwayDefinition(
+        start_node_id="a", nodes=[Node(id="a", edges=[edge])]
+    )
+    error = invalid_pathway(definition)
+    assert [violation.field for violation in error.violations] == ["definition"]

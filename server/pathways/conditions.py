@@ -14,6 +14,7 @@ and/or/not, unary minus, comparisons, and list or tuple literals after
 from __future__ import annotations
 
 import ast
+import functools
 import keyword
 import operator
 import re
@@ -25,6 +26,12 @@ import re2  # type: ignore[import-untyped]
 
 EXPRESSION_MAX_CHARS = 500
 REGEX_MAX_CHARS = 1_000
+# Keyword limits bound the time to compile an edge's keyword pattern.
+MAX_KEYWORDS = 50
+KEYWORD_MAX_CHARS = 100
+# A protobuf Struct stores numbers as doubles, which represent every integer
+# up to 2**53 exactly but not all larger ones.
+NUMBER_MAX_ABS = 2**53
 CAPTURE_TYPES = ("STRING", "NUMBER")
 
 # Names the caller sets itself in the expression variables or template scope,
@@ -47,24 +54,50 @@ class KeywordMatcher:
     """Case-insensitive match of any keyword or phrase as whole words in a text."""
 
     def __init__(self, keywords: Sequence[str]) -> None:
-        """Compile `keywords`; raises ValueError if there are none or one is blank."""
+        """Check `keywords`; raises ValueError if there are none, too many, or one is invalid.
+
+        A keyword is invalid when it is blank or longer than KEYWORD_MAX_CHARS.
+        The pattern is compiled on the first match, so a pathway near its size
+        limit, which can have over 20,000 keyword edges, loads without
+        compiling them all.
+        """
         if not keywords:
             raise ValueError("keyword list is empty; send at least one word or phrase")
+        if len(keywords) > MAX_KEYWORDS:
+            raise ValueError(
+                f"keyword list has {len(keywords):,} keywords; "
+                f"the maximum is {MAX_KEYWORDS}"
+            )
         alternatives = [_keyword_pattern(word) for word in keywords]
         # Every keyword is escaped, so the pattern has no author-controlled
         # quantifiers and matching takes time of order text length x keyword length.
         joined = "|".join(alternatives)
-        self._pattern = re.compile(rf"(?<!\w)(?:{joined})(?!\w)", re.IGNORECASE)
+        self._source = rf"(?<!\w)(?:{joined})(?!\w)"
+
+    @functools.cached_property
+    def _pattern(self) -> re.Pattern[str]:
+        # The keywords are escaped, so compiling cannot fail.
+        return re.compile(self._source, re.IGNORECASE)
 
     def matches(self, text: str) -> bool:
         """Return whether `text` contains a keyword not joined to other letters or digits."""
         return self._pattern.search(text) is not None
 
 
-def _keyword_pattern(word: str) -> str:
-    words = word.split()
-    if not words:
+def _check_keyword(word: str) -> None:
+    """Raise ValueError if `word` is blank or longer than KEYWORD_MAX_CHARS."""
+    if len(word) > KEYWORD_MAX_CHARS:
+        raise ValueError(
+            f"keyword is {len(word):,} characters long; "
+            f"the maximum is {KEYWORD_MAX_CHARS}"
+        )
+    if not word.strip():
         raise ValueError("keyword is empty; send a word or phrase")
+
+
+def _keyword_pattern(word: str) -> str:
+    _check_keyword(word)
+    words = word.split()
     # Any run of whitespace in the reply matches a space in a phrase.
     return r"\s+".join(re.escape(part) for part in words)
 
@@ -142,7 +175,8 @@ class CaptureRule:
         """Return the captured value, stripped of surrounding whitespace.
 
         None means the capture failed, so the edge does not match: the pattern
-        found nothing, or a NUMBER capture is not a plain decimal number.
+        found nothing, or a NUMBER capture is not a plain decimal number or its
+        absolute value exceeds 2**53.
         """
         if self.regex is None:
             text: str | None = reply
@@ -157,17 +191,23 @@ class CaptureRule:
 def parse_number(text: str) -> int | float | None:
     """Parse decimal text such as `8`, `-3` or `2.5`; None for anything else.
 
-    Thousands separators, exponents and non-ASCII digits are not accepted.
+    Thousands separators, exponents and non-ASCII digits are not accepted, and
+    neither are numbers whose absolute value exceeds NUMBER_MAX_ABS (2**53).
     """
     if not _NUMBER.fullmatch(text):
         return None
+    number: int | float
     if "." in text:
-        return float(text)
-    try:
-        return int(text)
-    except ValueError:
-        # Python refuses to convert integers of more than 4,300 digits.
+        number = float(text)
+    else:
+        try:
+            number = int(text)
+        except ValueError:
+            # Python refuses to convert integers of more than 4,300 digits.
+            return None
+    if abs(number) > NUMBER_MAX_ABS:
         return None
+    return number
 
 
 @dataclass(frozen=True, eq=False)

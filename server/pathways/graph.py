@@ -10,6 +10,7 @@ why captures may not use them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -19,6 +20,8 @@ from parley.v1 import definitions_pb2
 from server.errors import FieldViolation, ParleyError, failed_precondition
 from server.pathways.conditions import (
     CAPTURE_TYPES,
+    KEYWORD_MAX_CHARS,
+    MAX_KEYWORDS,
     CaptureRule,
     Expression,
     KeywordMatcher,
@@ -26,13 +29,26 @@ from server.pathways.conditions import (
     check_variable_name,
     compile_expression,
 )
-from server.pathways.templates import Template, TemplateError, parse_template
+from server.pathways.templates import (
+    RENDERED_MAX_CHARS,
+    Template,
+    TemplateError,
+    parse_template,
+)
 from server.validation import quote_value
 
+# Together with the per-element limits below, the size limit bounds the time
+# to compile a definition.
+DEFINITION_MAX_BYTES = 256 * 1024
 MAX_NODES = 500
 MAX_EDGES_PER_NODE = 50
+MAX_CAPTURES_PER_EDGE = 20
 NODE_ID_MAX_CHARS = 128
+# A node's text and fallback_text, counted before rendering, tags included.
+TEXT_MAX_CHARS = RENDERED_MAX_CHARS
 DEFAULT_END_REASON = "PATHWAY_END"
+
+_END_REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 # The status, violations included, travels in gRPC trailers, whose size
 # clients limit, so an invalid definition reports at most this many.
@@ -206,6 +222,15 @@ class _Builder:
     def build_nodes(
         self, definition: definitions_pb2.PathwayDefinition
     ) -> dict[str, _Node]:
+        size = definition.ByteSize()
+        if size > DEFINITION_MAX_BYTES:
+            self.add(
+                self.field_name,
+                f"is {size:,} bytes serialized; the maximum is "
+                f"{DEFINITION_MAX_BYTES:,} bytes, so shorten its texts or split it "
+                "into several pathways",
+            )
+            return {}
         nodes_path = f"{self.field_name}.nodes"
         if not definition.nodes:
             self.add(nodes_path, "is empty; a pathway needs at least one node")
@@ -243,6 +268,13 @@ class _Builder:
                 f"is {len(node_id):,} characters long; the maximum is {NODE_ID_MAX_CHARS}",
                 node_id,
             )
+        elif not _is_printable_without_whitespace(node_id):
+            self.add(
+                path,
+                "contains whitespace or a control character; use printable "
+                "characters without spaces",
+                node_id,
+            )
         elif node_id in seen:
             self.add(
                 path, "is the id of an earlier node; node ids must be unique", node_id
@@ -253,6 +285,13 @@ class _Builder:
     ) -> _Node:
         text = self._template(f"{path}.text", node.text)
         fallback = self._template(f"{path}.fallback_text", node.fallback_text)
+        if node.end_reason and not _END_REASON.fullmatch(node.end_reason):
+            self.add(
+                f"{path}.end_reason",
+                "is invalid; use UPPER_SNAKE_CASE of at most 64 characters, such as "
+                f"BOOKED, or leave it empty for {DEFAULT_END_REASON}",
+                node.end_reason,
+            )
         edges: list[_Edge] = []
         if node.end and node.edges:
             self.add(f"{path}.edges", "must be empty because the node is an end node")
@@ -269,6 +308,13 @@ class _Builder:
         )
 
     def _template(self, path: str, text: str) -> Template:
+        if len(text) > TEXT_MAX_CHARS:
+            self.add(
+                path,
+                f"is {len(text):,} characters long; the maximum is {TEXT_MAX_CHARS:,}",
+                text,
+            )
+            return Template(())
         try:
             return parse_template(text)
         except TemplateError as error:
@@ -284,10 +330,18 @@ class _Builder:
                 "is not the id of a node in this pathway",
                 edge.target_node_id,
             )
-        captures = [
-            self._capture(f"{path}.captures[{index}]", capture)
-            for index, capture in enumerate(edge.captures)
-        ]
+        captures: list[CaptureRule | None] = []
+        if len(edge.captures) > MAX_CAPTURES_PER_EDGE:
+            self.add(
+                f"{path}.captures",
+                f"has {len(edge.captures)} captures; "
+                f"the maximum is {MAX_CAPTURES_PER_EDGE}",
+            )
+        else:
+            captures = [
+                self._capture(f"{path}.captures[{index}]", capture)
+                for index, capture in enumerate(edge.captures)
+            ]
         return _Edge(
             target_node_id=edge.target_node_id,
             keywords=self._keywords(f"{path}.keywords", list(edge.keywords)),
@@ -297,12 +351,28 @@ class _Builder:
         )
 
     def _keywords(self, path: str, keywords: list[str]) -> KeywordMatcher | None:
-        blank = [index for index, word in enumerate(keywords) if not word.strip()]
-        for index in blank:
-            self.add(f"{path}[{index}]", "is empty; send a word or phrase")
-        if blank or not keywords:
+        if not keywords:
             return None
-        return KeywordMatcher(keywords)
+        if len(keywords) > MAX_KEYWORDS:
+            self.add(
+                path,
+                f"has {len(keywords)} keywords; the maximum is {MAX_KEYWORDS}",
+            )
+            return None
+        valid = True
+        for index, word in enumerate(keywords):
+            if len(word) > KEYWORD_MAX_CHARS:
+                self.add(
+                    f"{path}[{index}]",
+                    f"is {len(word):,} characters long; "
+                    f"the maximum is {KEYWORD_MAX_CHARS}",
+                    word,
+                )
+                valid = False
+            elif not word.strip():
+                self.add(f"{path}[{index}]", "is empty; send a word or phrase")
+                valid = False
+        return KeywordMatcher(keywords) if valid else None
 
     def _regex(self, path: str, pattern: str) -> Regex | None:
         if not pattern:
@@ -344,3 +414,7 @@ class _Builder:
         if not valid:
             return None
         return CaptureRule(capture.variable, regex, capture.type == "NUMBER")
+
+
+def _is_printable_without_whitespace(text: str) -> bool:
+    return text.isprintable() and not any(char.isspace() for char in text)

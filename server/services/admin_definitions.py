@@ -46,7 +46,9 @@ class DefinitionsServicer(AdminServicerBase):
             raise _missing("definition", "a pathway definition with its nodes")
         definition = definitions_pb2.PathwayDefinition()
         definition.CopyFrom(request.definition)
-        PathwayGraph.from_definition(definition)
+        # A worker thread compiles, because a definition near its size limit can
+        # have over 20,000 regular expressions to compile.
+        await asyncio.to_thread(PathwayGraph.from_definition, definition)
 
         async with self._database.transaction() as tx:
             created = await definitions.publish_pathway_version(
