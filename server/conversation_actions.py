@@ -14,7 +14,7 @@ from server.conversation_store import load_conversation, load_transcript
 from server.definitions import get_citation_schema, get_outcome
 from server.end_results import extract_configured_citations, run_outcome
 from server.errors import invalid_argument, not_found
-from server.lifecycle import Lifecycle, load_active
+from server.lifecycle import Lifecycle, load_active, load_owned
 from server.outbound import send_agent_text
 from server.turns import MAX_MESSAGE_CHARS
 from server.validation import quote_value, validate_text
@@ -118,7 +118,9 @@ class ConversationActions:
     async def run_citation_schema(
         self, account_id: str, request: conversation_pb2.RunCitationSchemaRequest
     ) -> conversation_pb2.RunCitationSchemaResponse:
-        conversation = await self._conversation(account_id, request.conversation_id)
+        conversation = await load_owned(
+            self._components.database, account_id, request.conversation_id
+        )
         schema = await get_citation_schema(
             self._components.database, account_id, request.citation_schema_id
         )
@@ -136,7 +138,9 @@ class ConversationActions:
     async def run_outcome(
         self, account_id: str, request: conversation_pb2.RunOutcomeRequest
     ) -> types_pb2.OutcomeResult:
-        conversation = await self._conversation(account_id, request.conversation_id)
+        conversation = await load_owned(
+            self._components.database, account_id, request.conversation_id
+        )
         outcome = await get_outcome(
             self._components.database, account_id, request.outcome_id
         )
@@ -155,24 +159,6 @@ class ConversationActions:
                 self._components, conversation, transcript
             )
         return await run_outcome(outcome, conversation, transcript, citations)
-
-    async def _conversation(
-        self, account_id: str, conversation_id: str
-    ) -> types_pb2.Conversation:
-        if not conversation_id:
-            raise invalid_argument(
-                "conversation_id", "conversation_id is missing.", reason="MISSING_FIELD"
-            )
-        conversation = await load_conversation(
-            self._components.database, conversation_id, account_id
-        )
-        if conversation is None:
-            raise not_found(
-                "CONVERSATION_NOT_FOUND",
-                f"conversation_id {quote_value(conversation_id)} is not a conversation of"
-                " the caller's account.",
-            )
-        return conversation
 
 
 def _validate_actor(actor: str) -> str:

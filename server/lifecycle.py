@@ -26,7 +26,7 @@ from server.conversation_store import (
     new_id,
     update_conversation,
 )
-from server.db import Transaction
+from server.db import Database, Transaction
 from server.directory import get_number, get_persona_version_config
 from server.end_results import compute_results
 from server.errors import (
@@ -445,26 +445,34 @@ class Lifecycle:
         return message
 
 
-async def load_active(
-    tx: Transaction, account_id: str, conversation_id: str
+async def load_owned(
+    reader: Database | Transaction, account_id: str, conversation_id: str
 ) -> types_pb2.Conversation:
-    """Return the caller's conversation, raising unless it is active."""
+    """Return the caller's conversation in any state, or raise NOT_FOUND."""
     if not conversation_id:
         raise invalid_argument(
             "conversation_id", "conversation_id is missing.", reason="MISSING_FIELD"
         )
-    conversation = await load_conversation(tx, conversation_id, account_id)
+    conversation = await load_conversation(reader, conversation_id, account_id)
     if conversation is None:
         raise not_found(
             "CONVERSATION_NOT_FOUND",
             f"conversation_id {quote_value(conversation_id)} is not a conversation of"
             " the caller's account.",
         )
+    return conversation
+
+
+async def load_active(
+    tx: Transaction, account_id: str, conversation_id: str
+) -> types_pb2.Conversation:
+    """Return the caller's conversation, raising unless it is active."""
+    conversation = await load_owned(tx, account_id, conversation_id)
     if conversation.state != types_pb2.CONVERSATION_STATE_ACTIVE:
         raise failed_precondition(
             "CONVERSATION_ENDED",
-            f"conversation {conversation.id} has ended ({conversation.end_reason});"
-            " start a new one with SendMessage.",
+            f"conversation {conversation.id} has ended"
+            f" ({quote_value(conversation.end_reason)}); start a new one with SendMessage.",
         )
     return conversation
 

@@ -11,18 +11,17 @@ from server.auth import Principal
 from server.conversation_actions import MAX_ACTOR_CHARS, ConversationActions
 from server.conversation_store import (
     conversation_from_row,
-    load_conversation,
     message_from_row,
 )
 from server.conversations import Conversations
-from server.errors import invalid_argument, not_found
+from server.errors import invalid_argument
 from server.idempotency import resolve_key
+from server.lifecycle import load_owned
 from server.paging import decode_token, encode_token, page_size
 from server.rpc import Context, unary
 from server.validation import (
     metadata_matches,
     normalize_e164,
-    quote_value,
     validate_text,
 )
 
@@ -75,7 +74,9 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         principal: Principal,
     ) -> types_pb2.Conversation:
         account_id = principal.require_account()
-        return await self._owned_conversation(account_id, request.conversation_id)
+        return await load_owned(
+            self.components.database, account_id, request.conversation_id
+        )
 
     @unary
     async def ListConversations(
@@ -130,7 +131,7 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         principal: Principal,
     ) -> conversation_pb2.ListMessagesResponse:
         account_id = principal.require_account()
-        await self._owned_conversation(account_id, request.conversation_id)
+        await load_owned(self.components.database, account_id, request.conversation_id)
         limit = page_size(request.page_size)
         position = decode_token(request.page_token, (int,))
         after = int(position[0]) if position is not None else 0
@@ -207,24 +208,6 @@ class ConversationServicer(conversation_pb2_grpc.ConversationServiceServicer):
         principal: Principal,
     ) -> types_pb2.OutcomeResult:
         return await self.actions.run_outcome(principal.require_account(), request)
-
-    async def _owned_conversation(
-        self, account_id: str, conversation_id: str
-    ) -> types_pb2.Conversation:
-        if not conversation_id:
-            raise invalid_argument(
-                "conversation_id", "conversation_id is missing.", reason="MISSING_FIELD"
-            )
-        conversation = await load_conversation(
-            self.components.database, conversation_id, account_id
-        )
-        if conversation is None:
-            raise not_found(
-                "CONVERSATION_NOT_FOUND",
-                f"conversation_id {quote_value(conversation_id)} is not a conversation"
-                " of the caller's account.",
-            )
-        return conversation
 
 
 def _conversation_filters(
