@@ -153,7 +153,11 @@ async def run_load(
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-        await asyncio.sleep(0.5)
+        # Wait until the carrier's last status events have reached the streams.
+        previous = -1
+        while subscribers and received != previous:
+            previous = received
+            await asyncio.sleep(0.5)
         for stream in streams:
             stream.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
