@@ -58,10 +58,13 @@ async def schedule_inactivity(
     config = conversation.config
     timeout, warning = config.timeout_seconds, config.warning_seconds
     if warning > 0 and (timeout == 0 or warning < timeout):
-        await _insert(tx, conversation.id, WARNING, now + warning * 1000)
+        due = now + warning * 1000
+        await _insert(tx, conversation.id, WARNING, due)
+        tx.after_commit(lambda: wake.wake_for(due))
     if timeout > 0:
-        await _insert(tx, conversation.id, TIMEOUT, now + timeout * 1000)
-    tx.after_commit(wake.wake)
+        due = now + timeout * 1000
+        await _insert(tx, conversation.id, TIMEOUT, due)
+        tx.after_commit(lambda: wake.wake_for(due))
 
 
 async def cancel_inactivity(tx: Transaction, conversation_id: str) -> None:
@@ -75,7 +78,7 @@ async def schedule_finalize(
     tx: Transaction, conversation_id: str, now: int, wake: TimerWake
 ) -> None:
     await _insert(tx, conversation_id, FINALIZE, now)
-    tx.after_commit(wake.wake)
+    tx.after_commit(lambda: wake.wake_for(now))
 
 
 async def take_timer(
@@ -100,13 +103,20 @@ async def _insert(
 
 
 class TimerWake:
-    """Wakes the scheduler loop after a commit that added a timer."""
+    """Wakes the scheduler loop after a commit that added an earlier timer."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        # Clock time (ms) the loop sleeps until; None while it is working.
+        self.sleeping_until: int | None = None
 
     def wake(self) -> None:
         self._event.set()
+
+    def wake_for(self, due_ms: int) -> None:
+        """Wake the loop only if it would otherwise sleep past `due_ms`."""
+        if self.sleeping_until is None or due_ms < self.sleeping_until:
+            self._event.set()
 
     async def wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -172,7 +182,10 @@ class TimerScheduler:
             except Exception:
                 log.exception("timer_pass_failed")
                 delay = _MAX_SLEEP_SECONDS
+            now = self._components.clock.now_ms()
+            self._wake.sleeping_until = now + int(delay * 1000)
             await self._wake.wait(delay)
+            self._wake.sleeping_until = None
 
     async def _seconds_until_next(self) -> float:
         row = await self._components.database.fetchone(
