@@ -16,7 +16,7 @@ _CONVERSATION_COLUMNS = (
     "id, account_id, agent_number, user_number, channel, state, end_reason, persona_id,"
     " persona_version, config, overrides, metadata, request_data, current_node_id,"
     " created_at, updated_at, ended_at, variables, handed_off, end_actor,"
-    " resolved_pathway_version, results"
+    " resolved_pathway_version, results, handoff_actor"
 )
 _MESSAGE_COLUMNS = (
     "id, conversation_id, sender, text, status, error_code, segments, encoding,"
@@ -50,6 +50,7 @@ def conversation_from_row(row: Row) -> types_pb2.Conversation:
         handed_off=bool(row["handed_off"]),
         end_actor=row["end_actor"],
         resolved_pathway_version=row["resolved_pathway_version"],
+        handoff_actor=row["handoff_actor"],
     )
     if row["results"] is not None:
         results = types_pb2.Conversation.FromString(row["results"])
@@ -132,7 +133,7 @@ async def insert_conversation(
     conversation.updated_at.CopyFrom(timestamp_from_ms(now_ms))
     await transaction.execute(
         f"INSERT INTO conversations ({_CONVERSATION_COLUMNS})"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
         (
             conversation.id,
             conversation.account_id,
@@ -169,7 +170,7 @@ async def update_conversation(
         "UPDATE conversations SET state = ?, end_reason = ?, persona_id = ?,"
         " persona_version = ?, config = ?, overrides = ?, metadata = ?, request_data = ?,"
         " current_node_id = ?, updated_at = ?, ended_at = ?, variables = ?, handed_off = ?,"
-        " end_actor = ?, resolved_pathway_version = ?, results = ? WHERE id = ?",
+        " end_actor = ?, resolved_pathway_version = ?, results = ?, handoff_actor = ? WHERE id = ?",
         (
             conversation.state,
             conversation.end_reason,
@@ -262,6 +263,7 @@ def _state_columns(conversation: types_pb2.Conversation) -> tuple[object, ...]:
         conversation.end_actor,
         conversation.resolved_pathway_version,
         results,
+        conversation.handoff_actor,
     )
 
 

@@ -112,6 +112,7 @@ class Lifecycle:
         """Mark the conversation ended and schedule its finalisation."""
         conversation.state = types_pb2.CONVERSATION_STATE_ENDED
         conversation.handed_off = False
+        conversation.handoff_actor = ""
         conversation.end_reason = reason
         conversation.end_actor = actor
         conversation.ended_at.CopyFrom(timestamp_from_ms(now))
@@ -260,6 +261,7 @@ class Lifecycle:
             if conversation.handed_off == handed_off:
                 return conversation
             conversation.handed_off = handed_off
+            conversation.handoff_actor = actor if handed_off else ""
             await update_conversation(tx, conversation, now)
             if handed_off:
                 await cancel_inactivity(tx, conversation.id)

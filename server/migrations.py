@@ -183,4 +183,8 @@ MIGRATIONS: list[str] = [
         ON messages(account_id, sender, carrier_message_id)
         WHERE carrier_message_id IS NOT NULL;
     """,
+    # 4: who took a conversation over.
+    """
+    ALTER TABLE conversations ADD COLUMN handoff_actor TEXT NOT NULL DEFAULT '';
+    """,
 ]

@@ -740,13 +740,15 @@ async def test_handoff_stops_replies_until_resume(server: Parley) -> None:
 
     handoff = await parley(server, "handoff", conversation_id, "--actor", "grace")
     assert handoff.code == 0, handoff.stderr
-    assert handoff.lines == [f"conversation {conversation_id}  active  handed off: yes"]
+    assert handoff.lines == [
+        f"conversation {conversation_id}  active  handed off: yes (by grace)"
+    ]
     await inbound(server, "yes")
     transcript = await parley(server, "messages", conversation_id)
     # The greeting and the user's "yes", without a pathway reply.
     assert len(transcript.lines) == 2
     details = await parley(server, "get", conversation_id)
-    assert "handed off: yes" in details.lines
+    assert "handed off: yes (by grace)" in details.lines
     assert "current node: greet" in details.lines
 
     resume = await parley(server, "resume", conversation_id)

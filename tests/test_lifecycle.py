@@ -390,6 +390,7 @@ class TestTimersWithManualClock:
         )
         handed = await stubs.conversations.HandoffConversation(request, metadata=ACME)
         assert handed.handed_off
+        assert handed.handoff_actor == "grace@acme"
         await inbound(stubs, "yes")
         await advance(parley, clock, 600)
         conversation = await get(stubs, sent.conversation_id)
@@ -411,6 +412,7 @@ class TestTimersWithManualClock:
             metadata=ACME,
         )
         assert not resumed.handed_off
+        assert resumed.handoff_actor == ""
         await advance(parley, clock, 121)
         conversation = await wait_for(
             stubs, sent.conversation_id, types_pb2.CONVERSATION_STATE_ENDED

@@ -112,7 +112,7 @@ def format_conversation_details(conversation: types_pb2.Conversation) -> list[st
         f"state: {enum_label(types_pb2.ConversationState, conversation.state)}",
         f"end reason: {conversation.end_reason or '-'}",
         f"end actor: {conversation.end_actor or '-'}",
-        f"handed off: {'yes' if conversation.handed_off else 'no'}",
+        f"handed off: {_handoff_text(conversation)}",
         f"channel: {enum_label(types_pb2.Channel, conversation.channel)}",
         f"agent number: {conversation.agent_number}",
         f"user number: {conversation.user_number}",
@@ -133,8 +133,16 @@ def format_conversation_details(conversation: types_pb2.Conversation) -> list[st
 def format_handoff_state(conversation: types_pb2.Conversation) -> str:
     """Format the line of `parley handoff` and `parley resume`."""
     state = enum_label(types_pb2.ConversationState, conversation.state)
-    handed_off = "yes" if conversation.handed_off else "no"
-    return f"conversation {conversation.id}  {state}  handed off: {handed_off}"
+    return f"conversation {conversation.id}  {state}  handed off: {_handoff_text(conversation)}"
+
+
+def _handoff_text(conversation: types_pb2.Conversation) -> str:
+    """Return "no", "yes", or "yes (by ACTOR)" when the actor is known."""
+    if not conversation.handed_off:
+        return "no"
+    if conversation.handoff_actor:
+        return f"yes (by {conversation.handoff_actor})"
+    return "yes"
 
 
 def _event_summary(event: events_pb2.Event) -> str:
