@@ -115,6 +115,18 @@ class Database:
             )
             await asyncio.shield(commit)
 
+    async def execute_alone(self, sql: str, params: Params = ()) -> None:
+        """Run one write statement as its own transaction, in a single hop.
+
+        For a change that needs no read, no event and no other statement;
+        SQLite commits it on its own because the connection is in autocommit
+        mode outside BEGIN.
+        """
+        async with self._write_lock:
+            await asyncio.shield(
+                asyncio.ensure_future(self._writer.execute(sql, params))
+            )
+
     async def _rollback(self) -> None:
         try:
             await self._writer.rollback()

@@ -199,12 +199,11 @@ class Delivery:
         )
 
     async def _record_carrier_id(self, message_id: str, carrier_id: str) -> None:
-        async with self._database.transaction() as tx:
-            await tx.execute(
-                "UPDATE messages SET carrier_message_id = ? WHERE id = ?"
-                " AND carrier_message_id IS NULL",
-                (carrier_id, message_id),
-            )
+        await self._database.execute_alone(
+            "UPDATE messages SET carrier_message_id = ? WHERE id = ?"
+            " AND carrier_message_id IS NULL",
+            (carrier_id, message_id),
+        )
 
 
 _ERROR_STATUSES = (
