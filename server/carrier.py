@@ -56,7 +56,7 @@ class Carrier(Protocol):
     async def track(self, outbound: OutboundMessage, sent: bool) -> None:
         """Follow a message submitted before a restart until its final status.
 
-        `sent` tells whether the SENT report was already applied.
+        `sent` is true when the SENT report was already applied.
         """
         ...
 

@@ -27,7 +27,7 @@ DEFAULT_SUBSCRIPTION_BUFFER = 1024
 class Subscription:
     """Live events of one account for one stream, with a bounded buffer.
 
-    When the buffer is full the subscription drops what it holds and sets
+    When the buffer is full the subscription drops its contents and sets
     `overflowed`; the stream then catches up from the log, so a slow reader
     costs the publisher nothing and loses nothing.
     """

@@ -1,9 +1,10 @@
 """structlog set-up: JSON lines on stderr with masked phone numbers.
 
-Any event-dict key ending in `number` (such as `agent_number`) is masked,
-phone numbers quoted in other text values (error messages) are masked, and
-keys that could carry a credential are removed, so a careless log call
-cannot leak an API key or a full phone number.
+Any event-dict key ending in `number` (such as `agent_number`) is masked.
+Phone numbers quoted in other text values, such as error messages, are
+masked too. Keys that could carry a credential are removed. A credential
+written into free text (for example a key pasted where a config expects a
+name) is not recognised, so log calls still must not format secrets.
 """
 
 from __future__ import annotations

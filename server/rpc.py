@@ -57,7 +57,7 @@ def unary(
             )
             structlog.contextvars.bind_contextvars(account_id=principal.account_id)
             # A call whose client gives up (deadline, cancel) still finishes its
-            # work, so a write is never cut in half; a retry with the same
+            # work, so a write is never cut in half. A retry with the same
             # idempotency key then gets the stored response.
             work = asyncio.ensure_future(handler(self, request, context, principal))
             try:

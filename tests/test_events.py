@@ -859,7 +859,7 @@ async def test_cursor_expired_after_prune(server: Parley, stubs: Stubs) -> None:
 
 async def test_cursor_ahead_rejected(stubs: Stubs) -> None:
     # 2**64 - 1 is beyond SQLite's signed 64-bit integers and must still be
-    # answered with CURSOR_AHEAD rather than an internal error.
+    # rejected with CURSOR_AHEAD rather than an internal error.
     for cursor in (1_000_000, 2**64 - 1):
         error = await expect_stream_error(EventStream(stubs, after_sequence=cursor))
         info, _ = rpc_error_details(error)

@@ -154,7 +154,7 @@ class TestCarrierRpcs:
             assert not response.replay
 
     async def test_unregistered_number_looks_foreign(self, stubs: Stubs) -> None:
-        """Account keys get the same answer for unknown and foreign numbers."""
+        """Account keys get the same error for unknown and foreign numbers."""
         codes = []
         for number in ("+14155550166", GLOBEX_NUMBER):
             with pytest.raises(grpc.aio.AioRpcError) as caught:

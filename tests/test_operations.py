@@ -33,7 +33,7 @@ from server.maintenance import run_cleanup
 
 
 class ManualClock:
-    """A clock that moves only when the test says so."""
+    """A clock that moves only when the test advances it."""
 
     def __init__(self, now_ms: int) -> None:
         self.now = now_ms

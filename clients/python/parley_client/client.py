@@ -265,8 +265,8 @@ class ParleyClient:
         `after_sequence` to the last sequence seen in an event or heartbeat, so
         the server resumes right after what was already yielded.
         `max_reconnects` limits the reconnects in a row without a response
-        (None: no limit); past it, the last error is raised, or the generator
-        returns after an end of the stream. Other errors are raised. Close the
+        (None means no limit). Past it, the last error is raised, or the
+        generator returns after an end of the stream. Other errors are raised. Close the
         iterator (`contextlib.aclosing`) to cancel the call when leaving the
         loop early. The caller's request is not modified.
         """
